@@ -7,3 +7,11 @@ class WireError(ValueError):
 
 class ChecksumError(WireError):
     """A header checksum did not verify."""
+
+
+class EncodeError(WireError):
+    """A value that cannot be encoded (field out of range, options over 40 bytes, ...).
+
+    Raised by the builders: the caller, not a peer, is at fault. A subclass of WireError so
+    code that handles any wire problem in one place still can.
+    """
