@@ -1,0 +1,558 @@
+"""A host: local addresses, connections demultiplexed by 4-tuple, listeners, timers, self-delivery.
+
+The sans-IO surface a runtime drives (docs/engine-api.md): `receive`, `packets_to_send`, `next_deadline`,
+`on_timer`, `events`, plus `listen`, `connect`, `bind_port`. Time always comes in as `now`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Literal
+
+from utcp.policy.base import Policy, Verdict
+from utcp.policy.linux import LinuxPolicy
+from utcp.tcp.clock import TimestampClock
+from utcp.tcp.config import TcpConfig
+from utcp.tcp.connection import Connection
+from utcp.tcp.errors import TcpUsageError
+from utcp.tcp.events import DataReceived, Event, SegmentDropped, SendSpace
+from utcp.tcp.isn import IsnGenerator
+from utcp.tcp.ports import LinuxPortAllocator, PortAllocator
+from utcp.tcp.seq import SEQ_MASK
+from utcp.tcp.state import TcpState
+from utcp.wire.codec import parse_ipv4
+from utcp.wire.errors import ChecksumError, WireError
+from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, TcpFlags, TcpSegment
+
+__all__ = ["Host", "Listener"]
+
+ANY = "0.0.0.0"
+_Key = tuple[str, int, str, int]
+_LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
+
+
+class Listener:
+    """A passive OPEN (RFC 9293 3.10.1) on `address` ("0.0.0.0": any local address) and `port`.
+
+    The SYN queue holds SYN-RECEIVED connections, the accept queue the established ones not yet taken;
+    as on Linux each holds up to `backlog` + 1 (sk_acceptq_is_full / inet_csk_reqsk_queue_is_full use >).
+    """
+
+    def __init__(  # noqa: PLR0917
+        self, host: Host, address: str, port: int, backlog: int, config: TcpConfig, policy: Policy
+    ) -> None:
+        self._host = host
+        self.address = address
+        self.port = port
+        self.backlog = backlog
+        self.config = config
+        self.policy = policy
+        self.closed = False
+        self._syn_queue: dict[Connection, None] = {}
+        self._accept_queue: deque[Connection] = deque()
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.address}:{self.port} backlog={self.backlog}>"
+
+    @property
+    def pending(self) -> int:
+        """Established connections waiting in the accept queue."""
+        return len(self._accept_queue)
+
+    @property
+    def syn_pending(self) -> int:
+        """Connections still in SYN-RECEIVED."""
+        return len(self._syn_queue)
+
+    def accept(self) -> Connection | None:
+        """The oldest established connection, or None."""
+        while self._accept_queue:
+            conn = self._accept_queue.popleft()
+            if conn.state is not TcpState.CLOSED or conn.readable or conn.eof_received:
+                return conn
+        return None
+
+    def close(self) -> None:
+        """Stop listening. Queued established connections are reset (Linux inet_csk_listen_stop ->
+        tcp_disconnect); SYN-RECEIVED ones are dropped silently."""
+        if self.closed:
+            return
+        self.closed = True
+        self._host._remove_listener(self)
+        for conn in list(self._syn_queue):
+            conn._terminate(None, None)
+        self._syn_queue.clear()
+        while self._accept_queue:
+            self._accept_queue.popleft().abort()
+
+
+class Host:
+    """A TCP host (see docs/engine-api.md)."""
+
+    def __init__(  # noqa: PLR0917 (the documented positional API)
+        self,
+        addresses: Iterable[str],
+        config: TcpConfig | None = None,
+        policy: Policy | None = None,
+        mtu: int = 1500,
+        seed: int | None = None,
+        port_allocator: PortAllocator | None = None,
+        closed_port_reply: Literal["rst", "drop"] = "rst",
+        ts_clock: TimestampClock | None = None,
+        *,
+        isn_generator: IsnGenerator | None = None,
+        loopback_visible: bool = False,
+    ) -> None:
+        self.addresses = tuple(addresses)
+        if not self.addresses:
+            raise TcpUsageError("a host needs at least one address")
+        self._addr_set = frozenset(self.addresses)
+        self.config = config if config is not None else TcpConfig()
+        self.policy = policy if policy is not None else LinuxPolicy()
+        if mtu < 68:
+            raise TcpUsageError("mtu must be at least 68")
+        self.mtu = mtu
+        if closed_port_reply not in ("rst", "drop"):
+            raise TcpUsageError("closed_port_reply must be 'rst' or 'drop'")
+        self.closed_port_reply = closed_port_reply
+        self.loopback_visible = loopback_visible
+        self._rng = random.Random(seed)
+        sub = [self._rng.getrandbits(64) for _ in range(3)] if seed is not None else [None, None, None]
+        self._isn = isn_generator if isn_generator is not None else IsnGenerator(rng_seed=sub[0])
+        self._ts_clock = ts_clock if ts_clock is not None else TimestampClock(seed=sub[1])
+        self._ports: PortAllocator = (
+            port_allocator if port_allocator is not None else LinuxPortAllocator(seed=sub[2])
+        )
+        self.counters: Counter[str] = Counter()
+        self._conns: dict[_Key, Connection] = {}
+        self._listeners: dict[tuple[str, int], Listener] = {}
+        self._bound: Counter[tuple[str, int]] = Counter()  # (local address, port) -> users
+        self._events: list[Event] = []
+        self._outbox: list[IPv4Packet] = []
+        self._loop: deque[IPv4Packet] = deque()
+        self._dirty: dict[Connection, None] = {}
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._heap_seq = 0
+        self._now = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Host {', '.join(self.addresses)}>"
+
+    # =====================================================================================================
+    # runtime surface
+    # =====================================================================================================
+
+    def receive(self, packet: IPv4Packet | bytes | bytearray | memoryview, now: float) -> None:
+        """Process one packet from the network. Bytes are parsed; bad ones are counted and dropped."""
+        self._now = now
+        if not isinstance(packet, IPv4Packet):
+            try:
+                packet = parse_ipv4(packet)
+            except ChecksumError as exc:
+                self.counters["InErrs"] += 1
+                self.counters["InCsumErrors"] += 1
+                self._emit(SegmentDropped(str(exc), "InCsumErrors"))
+                return
+            except WireError as exc:
+                self.counters["InErrs"] += 1
+                self._emit(SegmentDropped(str(exc), "InErrs"))
+                return
+        if packet.dst not in self._addr_set:
+            self._emit(SegmentDropped(f"not addressed to this host: {packet.dst}"))
+            return
+        seg = packet.payload
+        if packet.protocol != IPPROTO_TCP or not isinstance(seg, TcpSegment):
+            reason = (
+                "IPv4 fragment (no reassembly)"
+                if packet.more_fragments or packet.fragment_offset
+                else (f"not TCP (protocol {packet.protocol})")
+            )
+            self._emit(SegmentDropped(reason))
+            return
+        self._deliver(packet.src, packet.dst, seg, now)
+
+    def packets_to_send(self, now: float) -> list[IPv4Packet]:
+        """Everything ready to go out. Packets to our own addresses are delivered here, internally."""
+        self._now = now
+        rounds = 0
+        while self._dirty or self._loop:
+            rounds += 1
+            if rounds > _LOOP_LIMIT:
+                break
+            if self._dirty:
+                dirty = self._dirty
+                self._dirty = {}
+                for conn in dirty:
+                    conn._transmit(now)
+                    self._reschedule(conn)
+            while self._loop:
+                pkt = self._loop.popleft()
+                seg = pkt.payload
+                if isinstance(seg, TcpSegment):
+                    self._deliver(pkt.src, pkt.dst, seg, now)
+        out = self._outbox
+        self._outbox = []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest timer of any connection."""
+        heap = self._heap
+        while heap:
+            d, _, conn = heap[0]
+            if conn._deadline != d:
+                heapq.heappop(heap)
+                continue
+            return d
+        return None
+
+    def on_timer(self, now: float) -> None:
+        """Fire every timer due at `now`."""
+        self._now = now
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            d, _, conn = heapq.heappop(heap)
+            if conn._deadline != d:
+                continue
+            conn._deadline = None
+            conn._on_timer(now)
+            self._reschedule(conn)
+
+    def events(self) -> list[Event]:
+        """Drain the events produced since the last call."""
+        evs = self._events
+        self._events = []
+        for ev in evs:
+            if type(ev) is DataReceived:
+                ev.connection._data_evt = False
+            elif type(ev) is SendSpace:
+                ev.connection._space_evt = False
+        return evs
+
+    # =====================================================================================================
+    # user surface
+    # =====================================================================================================
+
+    def listen(
+        self,
+        address: str,
+        port: int,
+        backlog: int = 128,
+        *,
+        config: TcpConfig | None = None,
+        policy: Policy | None = None,
+    ) -> Listener:
+        """Passive OPEN. Port 0 picks one (bind(0)). TcpUsageError if the address:port is taken."""
+        if address != ANY and address not in self._addr_set:
+            raise TcpUsageError(f"{address} is not an address of this host")
+        if port == 0:
+            port = self.bind_port(address)
+        if not 0 < port < 65536:
+            raise TcpUsageError(f"bad port {port}")
+        if (
+            (address, port) in self._listeners
+            or (address == ANY and any(p == port for (_, p) in self._listeners))
+            or (ANY, port) in self._listeners
+        ):
+            raise TcpUsageError(f"address in use: {address}:{port}")
+        backlog = max(backlog, 0)
+        lst = Listener(
+            self,
+            address,
+            port,
+            backlog,
+            config if config is not None else self.config,
+            policy if policy is not None else self.policy,
+        )
+        self._listeners[(address, port)] = lst
+        self._bound[(address, port)] += 1
+        return lst
+
+    def connect(
+        self,
+        remote_address: str,
+        remote_port: int,
+        now: float,
+        *,
+        local_address: str | None = None,
+        local_port: int = 0,
+        config: TcpConfig | None = None,
+        policy: Policy | None = None,
+    ) -> Connection:
+        """Active OPEN: a connection in SYN-SENT whose SYN is queued. local_port 0 asks the allocator
+        (connect() semantics: the 4-tuple must be unique); a given local_port must make a unique 4-tuple."""
+        self._now = now
+        if local_address is None:
+            local_address = remote_address if remote_address in self._addr_set else self.addresses[0]
+        elif local_address not in self._addr_set:
+            raise TcpUsageError(f"{local_address} is not an address of this host")
+        if not 0 < remote_port < 65536:
+            raise TcpUsageError(f"bad remote port {remote_port}")
+        if local_port == 0:
+
+            def in_use(port: int) -> bool:
+                return (local_address, port, remote_address, remote_port) in self._conns or (
+                    (local_address, port) in self._listeners or (ANY, port) in self._listeners
+                )
+
+            port = self._ports.connect_port(local_address, remote_address, remote_port, in_use)
+            if port is None:
+                raise TcpUsageError("no ephemeral port available (EADDRNOTAVAIL)")
+            local_port = port
+        elif not 0 < local_port < 65536:
+            raise TcpUsageError(f"bad local port {local_port}")
+        key = (local_address, local_port, remote_address, remote_port)
+        if key in self._conns:
+            raise TcpUsageError(
+                f"address in use: {local_address}:{local_port} -> {remote_address}:{remote_port}"
+            )
+        cfg = config if config is not None else self.config
+        conn = Connection(
+            self,
+            (local_address, local_port),
+            (remote_address, remote_port),
+            cfg,
+            policy if policy is not None else self.policy,
+            iss=self._isn.isn(local_address, local_port, remote_address, remote_port, now),
+            mtu_mss=self.mtu - 40,
+            ip_id=self._new_ip_id(),
+        )
+        self._register(conn)
+        conn._open_active(now)
+        self._reschedule(conn)
+        return conn
+
+    def bind_port(self, local_address: str) -> int:
+        """A free port for bind(0) on `local_address` (Linux: the other parity than connect())."""
+
+        def in_use(port: int) -> bool:
+            if (local_address, port) in self._bound or (ANY, port) in self._bound:
+                return True
+            # binding the wildcard address collides with the port on any address
+            return local_address == ANY and any(p == port for _, p in self._bound)
+
+        port = self._ports.bind_port(local_address, in_use)
+        if port is None:
+            raise TcpUsageError("no port available (EADDRINUSE)")
+        return port
+
+    def connections(self) -> list[Connection]:
+        """Every connection not CLOSED (TIME-WAIT included, SYN-RECEIVED of listeners included)."""
+        return list(self._conns.values())
+
+    def listeners(self) -> list[Listener]:
+        return list(self._listeners.values())
+
+    # =====================================================================================================
+    # demultiplexing (RFC 9293 3.10.7)
+    # =====================================================================================================
+
+    def _deliver(self, src: str, dst: str, seg: TcpSegment, now: float) -> None:
+        self.counters["InSegs"] += 1
+        conn = self._conns.get((dst, seg.dst_port, src, seg.src_port))
+        if conn is not None:
+            conn._input(seg, now)
+            return
+        lst = self._listeners.get((dst, seg.dst_port)) or self._listeners.get((ANY, seg.dst_port))
+        if lst is not None:
+            self._listen_input(lst, src, dst, seg, now)
+            return
+        self._closed_port(src, dst, seg)
+
+    def _closed_port(self, src: str, dst: str, seg: TcpSegment) -> None:
+        """CLOSED (RFC 9293 3.10.7.1): answer with RST unless the segment is one; or drop (configured)."""
+        if self.closed_port_reply == "rst" and not seg.flags & TcpFlags.RST:
+            self._emit(
+                SegmentDropped("no connection or listener: reset sent", "OutRsts", _summary(src, dst, seg))
+            )
+            self._send_reset(dst, src, seg)
+        else:
+            self._emit(SegmentDropped("no connection or listener", None, _summary(src, dst, seg)))
+
+    def _listen_input(self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float) -> None:
+        """LISTEN (RFC 9293 3.10.7.2; Linux tcp_v4_do_rcv / tcp_rcv_state_process / tcp_conn_request)."""
+        flags = seg.flags
+        summary = _summary(src, dst, seg)
+        # first, check for an RST: ignore it
+        if flags & TcpFlags.RST:
+            self._emit(SegmentDropped("LISTEN: RST ignored", None, summary))
+            return
+        # second, check for an ACK: <SEQ=SEG.ACK><CTL=RST>
+        if flags & TcpFlags.ACK:
+            self._emit(SegmentDropped("LISTEN: ACK answered with RST", "OutRsts", summary))
+            self._send_reset(dst, src, seg)
+            return
+        # third, check for a SYN
+        if not flags & TcpFlags.SYN:
+            self._emit(SegmentDropped("LISTEN: neither SYN, ACK nor RST", None, summary))
+            return
+        if flags & TcpFlags.FIN:
+            self._emit(SegmentDropped("LISTEN: SYN with FIN (Linux discards it)", None, summary))
+            return
+        self._passive_open(lst, src, dst, seg, now, None)
+
+    def _passive_open(  # noqa: PLR0917
+        self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float, isn: int | None
+    ) -> None:
+        summary = _summary(src, dst, seg)
+        d = lst.policy.check_passive_syn((dst, seg.dst_port), (src, seg.src_port), seg, now)
+        if d.verdict is not Verdict.ACCEPT:
+            if d.counter:
+                self.counters[d.counter] += 1
+            self._emit(SegmentDropped(d.reason, d.counter, summary))
+            return
+        if len(lst._accept_queue) > lst.backlog:
+            # Linux tcp_conn_request: sk_acceptq_is_full -> drop (ListenOverflows, ListenDrops)
+            self.counters["ListenOverflows"] += 1
+            self.counters["ListenDrops"] += 1
+            self._emit(SegmentDropped("accept queue full", "ListenOverflows", summary))
+            return
+        if len(lst._syn_queue) > lst.backlog:
+            # SYN queue full, no SYN cookies here: drop (Linux TCPReqQFullDrop, ListenDrops)
+            self.counters["TCPReqQFullDrop"] += 1
+            self.counters["ListenDrops"] += 1
+            self._emit(SegmentDropped("SYN queue full", "ListenDrops", summary))
+            return
+        local = (dst, seg.dst_port)
+        remote = (src, seg.src_port)
+        if isn is None:
+            isn = self._isn.isn(dst, seg.dst_port, src, seg.src_port, now)
+        conn = Connection(
+            self,
+            local,
+            remote,
+            lst.config,
+            lst.policy,
+            iss=isn,
+            mtu_mss=self.mtu - 40,
+            ip_id=0,
+            listener=lst,
+        )
+        lst._syn_queue[conn] = None
+        self._register(conn)
+        conn._open_passive(seg, now)
+        self._reschedule(conn)
+
+    def _reopen(
+        self, local: tuple[str, int], remote: tuple[str, int], seg: TcpSegment, now: float, isn: int
+    ) -> None:
+        """A SYN accepted by TIME-WAIT (Linux TCP_TW_SYN): handled as if by the listener, with the ISN
+        chosen above the old connection's."""
+        lst = self._listener_for(local)
+        if lst is None:
+            self._closed_port(remote[0], local[0], seg)
+            return
+        self._passive_open(lst, remote[0], local[0], seg, now, isn)
+
+    def _listener_for(self, local: tuple[str, int]) -> Listener | None:
+        return self._listeners.get(local) or self._listeners.get((ANY, local[1]))
+
+    # =====================================================================================================
+    # services for connections
+    # =====================================================================================================
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def _send(self, packet: IPv4Packet, retransmit: bool = False) -> None:
+        if retransmit:
+            self.counters["RetransSegs"] += 1
+        else:
+            self.counters["OutSegs"] += 1
+        if packet.dst in self._addr_set:
+            self._loop.append(packet)
+            if self.loopback_visible:
+                self._outbox.append(packet)
+        else:
+            self._outbox.append(packet)
+
+    def _send_reset(self, local_addr: str, remote_addr: str, seg: TcpSegment) -> None:
+        """Reset generation (RFC 9293 3.10.7.1; Linux tcp_v4_send_reset: no options, IP id 0).
+
+        If the segment has ACK: <SEQ=SEG.ACK><CTL=RST>; else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+        Never in answer to an RST."""
+        if seg.flags & TcpFlags.RST:
+            return
+        if seg.flags & TcpFlags.ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, TcpFlags.RST, 0)
+        else:
+            rst = TcpSegment(
+                seg.dst_port,
+                seg.src_port,
+                0,
+                (seg.seq + seg.seg_len) & SEQ_MASK,
+                TcpFlags.RST | TcpFlags.ACK,
+                0,
+            )
+        self.counters["OutRsts"] += 1
+        self._send(IPv4Packet(local_addr, remote_addr, rst))
+
+    def _new_ip_id(self) -> int:
+        """A random starting IP ID for a connection (Linux: inet_id = get_random_u16())."""
+        return self._rng.getrandbits(16)
+
+    def _register(self, conn: Connection) -> None:
+        self._conns[conn._key] = conn
+        self._bound[conn.local] += 1
+
+    def _unlink(self, conn: Connection) -> None:
+        key = conn._key
+        if self._conns.get(key) is conn:
+            del self._conns[key]
+            self._bound[conn.local] -= 1
+            if self._bound[conn.local] <= 0:
+                del self._bound[conn.local]
+        lst = conn.listener
+        if lst is not None:
+            lst._syn_queue.pop(conn, None)
+
+    def _remove_listener(self, lst: Listener) -> None:
+        key = (lst.address, lst.port)
+        if self._listeners.get(key) is lst:
+            del self._listeners[key]
+            self._bound[key] -= 1
+            if self._bound[key] <= 0:
+                del self._bound[key]
+
+    def _accept_room(self, conn: Connection) -> bool:
+        lst = conn.listener
+        return lst is not None and not lst.closed and len(lst._accept_queue) <= lst.backlog
+
+    def _promote(self, conn: Connection) -> None:
+        """The handshake of a passive open completed: SYN queue -> accept queue."""
+        lst = conn.listener
+        if lst is None:
+            return
+        lst._syn_queue.pop(conn, None)
+        lst._accept_queue.append(conn)
+
+    def _mark_dirty(self, conn: Connection) -> None:
+        self._dirty[conn] = None
+
+    def _reschedule(self, conn: Connection) -> None:
+        d = conn._next_deadline() if conn.state is not TcpState.CLOSED else None
+        if d != conn._deadline:
+            conn._deadline = d
+            if d is not None:
+                self._heap_seq += 1
+                heapq.heappush(self._heap, (d, self._heap_seq, conn))
+                if len(self._heap) > 4 * len(self._conns) + 64:
+                    self._rebuild_heap()
+
+    def _rebuild_heap(self) -> None:
+        heap = [(c._deadline, i, c) for i, c in enumerate(self._conns.values()) if c._deadline is not None]
+        heapq.heapify(heap)
+        self._heap = heap
+        self._heap_seq = len(heap)
+
+
+def _summary(src: str, dst: str, seg: TcpSegment) -> str:
+    return (
+        f"{src}:{seg.src_port} > {dst}:{seg.dst_port} [{seg.flags!r}] "
+        f"seq {seg.seq} ack {seg.ack} len {len(seg.payload)}"
+    )

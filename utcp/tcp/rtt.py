@@ -1,0 +1,46 @@
+"""Round-trip time estimation and the retransmission timeout (RFC 6298)."""
+
+from __future__ import annotations
+
+__all__ = ["RttEstimator"]
+
+_ALPHA = 1 / 8
+_BETA = 1 / 4
+_K = 4
+_G = 0.001  # clock granularity: 1 ms timestamps
+
+
+class RttEstimator:
+    """SRTT/RTTVAR per RFC 6298 2; RTO clamped to [min_rto, max_rto], doubled on backoff (5.5)."""
+
+    __slots__ = ("backoff", "base_rto", "max_rto", "min_rto", "rttvar", "srtt")
+
+    def __init__(self, initial_rto: float, min_rto: float, max_rto: float) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.min_rto = min_rto
+        self.max_rto = max_rto
+        self.base_rto = min(max(initial_rto, min_rto), max_rto)  # RFC 6298 2.1
+        self.backoff = 0
+
+    @property
+    def rto(self) -> float:
+        """The current timeout, backoff included (RFC 6298 5.5), at most max_rto."""
+        return min(self.base_rto * (1 << self.backoff), self.max_rto)
+
+    def sample(self, rtt: float) -> None:
+        """A new RTT measurement R (RFC 6298 2.2 / 2.3); clears the backoff (the timer is valid again)."""
+        rtt = max(rtt, 0.0)
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
+            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
+        self.base_rto = min(max(self.srtt + max(_G, _K * self.rttvar), self.min_rto), self.max_rto)
+        self.backoff = 0
+
+    def back_off(self) -> None:
+        """RFC 6298 5.5: double the RTO (bounded by max_rto)."""
+        if self.base_rto * (1 << self.backoff) < self.max_rto:
+            self.backoff += 1
