@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from utcp.sim import Acceptor, EventLog, Exchange, HoldBack, Network
 from utcp.tcp.config import TcpConfig
 from utcp.tcp.host import Host
@@ -59,13 +57,8 @@ def test_a_segment_that_arrives_before_dupthresh_costs_nothing() -> None:
     assert client.counters["TCPSackRecovery"] == 0
 
 
-# ENGINE BUG: after the held segment arrives, each partial ACK below the recovery point retransmits the
-# segment at snd_una although the SACK scoreboard is empty (nothing is marked lost):
-# Connection._lost_end() returns snd_una + mss when SACK is on and the scoreboard is empty (the NewReno
-# rule of RFC 6582 3.2 step 4). RFC 6675 NextSeg only retransmits IsLost() segments, plus one rescue
-# retransmission per recovery; Linux (tcp_fastretrans_alert with SACK) does not retransmit on a partial
-# ACK either. Observed: 6 retransmissions (offsets 20273, then 43441, 46337, 49233, 52129, 55025).
-@pytest.mark.xfail(strict=True, reason="ENGINE BUG: SACK recovery retransmits snd_una on partial ACKs")
+# After the held segment arrives, partial ACKs below the recovery point must not retransmit snd_una
+# while the SACK scoreboard marks nothing lost (RFC 6675 NextSeg; Linux does not either).
 def test_sack_recovery_retransmits_only_what_the_scoreboard_marks_lost() -> None:
     client, exchange = run(sack=True, nth_data_segment=15)
     assert client.counters["TCPSackRecovery"] == 1

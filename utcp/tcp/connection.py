@@ -1144,9 +1144,11 @@ class Connection:
         """Offsets below this that are neither SACKed nor retransmitted are taken as lost."""
         if self._ca_state == _CA_LOSS:
             return self._recover
-        if self._sack_ok and self._sb:
-            b = self._lost_boundary()
-            return max(b if b is not None else 0, self._snd_una + self._mss)
+        if self._sack_ok:
+            # RFC 6675 IsLost: only holes with enough SACKed above them; an empty scoreboard marks
+            # nothing lost (no NewReno partial-ACK retransmission with SACK, as Linux)
+            b = self._lost_boundary() if self._sb else None
+            return b if b is not None else self._snd_una
         return self._snd_una + self._mss  # NewReno: the first unacknowledged segment
 
     def _pipe(self) -> int:
