@@ -2,18 +2,30 @@
 
 A policy never mutates a connection: it reads a `PolicyContext` (the connection, seen through a small
 read-only protocol) and a segment, and returns a `Decision` (verdict + reason + Linux MIB counter name).
-The engine carries the verdict out and bumps the counters in its host's `Counter`.
+The engine carries the verdict out, bumps the counters in its host's `Counter` and reports every drop and
+challenge as a `SegmentDropped(reason, counter, summary)` event.
 
 `Policy` implements the mechanisms with knobs (class attributes, overridable per instance through the
-constructor); presets are small subclasses that set knobs (see `utcp.policy.linux`). A user-written policy
-overrides any method; each method documents the verdicts the engine understands from it.
+constructor); presets are small subclasses that set knobs (`utcp.policy.presets`). A user policy
+overrides any method and keeps the rest; each method documents the verdicts the engine understands.
+
+Decisions by socket state (the methods the engine calls, in the order it calls them):
+
+  LISTEN        check_passive_syn                       (per-peer timestamp cache: tw_recycle)
+  SYN-SENT      check_synack_tsecr                      (TSecr of a SYN-ACK or RST-ACK: PAWSActive)
+  request       check_request_paws, check_rst,          (SYN-RECEIVED of a listener, Linux
+                challenge_ack_allowed, oow_ack_allowed   TCP_NEW_SYN_RECV: tcp_check_req)
+  synchronized  check_paws, check_rst,                  (ESTABLISHED, FIN-WAIT-1/2, CLOSE-WAIT, CLOSING,
+                check_syn_synchronized, check_ack,       LAST-ACK, and SYN-RECEIVED of a simultaneous
+                challenge_ack_allowed, oow_ack_allowed   open: tcp_validate_incoming, tcp_ack)
+  TIME-WAIT     on_time_wait (entering), check_time_wait, oow_ack_allowed (tcp_timewait_state_process)
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 from utcp.tcp.seq import seq_diff
 from utcp.tcp.state import TcpState
@@ -21,20 +33,36 @@ from utcp.wire.packet import TcpFlags, TcpSegment, Timestamps
 
 __all__ = [
     "ACCEPT",
+    "KNOBS",
     "TCP_PAWS_24DAYS",
     "TCP_PAWS_MSL",
     "TCP_PAWS_WINDOW",
+    "TCP_RTO_MAX",
+    "AckUnsent",
     "Decision",
+    "Knob",
+    "KnobValue",
+    "PeerStamp",
+    "PeerTimestampCache",
     "Policy",
     "PolicyContext",
+    "RstPaws",
+    "RstRule",
+    "SynRule",
     "Verdict",
 ]
 
 TCP_PAWS_WINDOW = 1  # Linux include/net/tcp.h: replay window for PAWS, in TS ticks
-TCP_PAWS_24DAYS = (
-    24 * 24 * 3600.0
-)  # RFC 7323 5.5 / Linux TCP_PAWS_24DAYS: TS.Recent older than this is invalid
-TCP_PAWS_MSL = 60.0  # Linux TCP_PAWS_MSL: an RST may pass PAWS if TS.Recent is older than this
+TCP_PAWS_24DAYS = 24 * 24 * 3600.0  # RFC 7323 5.5 / Linux: a TS.Recent older than this is invalid
+TCP_PAWS_MSL = 60.0  # Linux TCP_PAWS_MSL, seconds: RST exemption and the tw_recycle per-peer window
+TCP_RTO_MAX = 120.0  # Linux TCP_RTO_MAX, seconds
+TW_RECYCLE_RTO_FACTOR = 3.5  # Linux <= 4.11 tcp_time_wait(): rto = (icsk_rto << 2) - (icsk_rto >> 1)
+
+RstPaws: TypeAlias = Literal["always", "after-msl", "never"]
+RstRule: TypeAlias = Literal["rfc793", "rfc5961", "exact"]
+SynRule: TypeAlias = Literal["challenge", "reset"]
+AckUnsent: TypeAlias = Literal["challenge", "dupack", "drop-when-established"]
+KnobValue: TypeAlias = bool | int | float | str
 
 
 class Verdict(enum.Enum):
@@ -43,15 +71,16 @@ class Verdict(enum.Enum):
     ACCEPT = "accept"  # go on processing
     DROP = "drop"  # discard silently
     CHALLENGE_ACK = "challenge_ack"  # discard, answer with a (rate-limited) challenge ACK (RFC 5961)
-    RESET = (
-        "reset"  # check_rst/check_time_wait: accept the RST; check_ack/check_synack_tsecr: answer with RST
-    )
+    # check_rst/check_time_wait: accept the RST (the connection dies); check_syn_synchronized: the SYN
+    # resets the connection (RFC 793); check_ack/check_synack_tsecr: answer with an RST
+    RESET = "reset"
     DUPACK = "dupack"  # discard, answer with a (rate-limited) duplicate ACK (RFC 9293 3.10.7.4 first)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A verdict, why, and the Linux MIB counter (TcpExt/Tcp name without prefix) to bump, if any."""
+    """A verdict, why (naming the rule), and the Linux MIB counter (TcpExt/Tcp name without prefix) to
+    bump, if any (`utcp.policy.linux_counter_name` gives the `nstat` spelling)."""
 
     verdict: Verdict
     reason: str
@@ -60,6 +89,195 @@ class Decision:
 
 
 ACCEPT = Decision(Verdict.ACCEPT, "ok")
+
+
+@dataclass(frozen=True, slots=True)
+class Knob:
+    """One policy knob: its name, type, allowed values (for strings), the states it applies to, and what
+    it means."""
+
+    name: str
+    kind: type
+    states: str
+    doc: str
+    choices: tuple[str, ...] = ()
+
+
+_RST_PAWS = ("always", "after-msl", "never")
+_RST_RULES = ("rfc793", "rfc5961", "exact")
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("paws", bool, "request, synchronized, TIME-WAIT", "apply PAWS at all (RFC 7323 5)"),
+    Knob(
+        "paws_window",
+        int,
+        "synchronized",
+        "TS ticks a segment may be older than TS.Recent and still pass PAWS (Linux tcp_validate_incoming: "
+        "tcp_paws_check(TCP_PAWS_WINDOW=1); RFC 7323 R1: 0)",
+    ),
+    Knob(
+        "paws_request",
+        bool,
+        "request",
+        "PAWS-check segments reaching a request socket against the SYN's TSval (Linux tcp_check_req)",
+    ),
+    Knob(
+        "paws_window_request",
+        int,
+        "request",
+        "tolerance of the request-socket PAWS check (Linux tcp_paws_reject -> tcp_paws_check(rx_opt, 0))",
+    ),
+    Knob(
+        "paws_window_time_wait",
+        int,
+        "TIME-WAIT",
+        "tolerance of the TIME-WAIT PAWS check (Linux tcp_timewait_state_process -> tcp_paws_reject: 0)",
+    ),
+    Knob(
+        "request_tsecr_check",
+        bool,
+        "request",
+        "a request socket rejects a segment whose TSecr is not one of its SYN-ACK TSvals: ACK (unless an "
+        "RST) and drop, TSEcrRejected (Linux >= 6.15 tcp_check_req)",
+    ),
+    Knob(
+        "paws_msl",
+        float,
+        "request, TIME-WAIT, LISTEN",
+        "TCP_PAWS_MSL, seconds: an RST passes PAWS once TS.Recent is this old ('after-msl'), and the "
+        "tw_recycle per-peer timestamp is trusted this long",
+    ),
+    Knob(
+        "rst_paws_syn_sent",
+        str,
+        "SYN-SENT",
+        "does an RST-ACK escape the SYN-ACK TSecr check (Linux checks it: never); 'after-msl' is "
+        "meaningless without a TS.Recent and refused",
+        ("always", "never"),
+    ),
+    Knob(
+        "rst_paws_request",
+        str,
+        "request",
+        "does an RST failing PAWS still count on a request socket: always (RFC 7323 5.2), after-msl "
+        "(Linux tcp_paws_reject; the request socket's TS.Recent age is estimated as its SYN-ACK timeout, so "
+        "the exemption needs a 64 s timeout: never with default sysctls), never",
+        _RST_PAWS,
+    ),
+    Knob(
+        "rst_paws_synchronized",
+        str,
+        "synchronized",
+        "does an RST failing PAWS still count once synchronized (Linux tcp_validate_incoming: always)",
+        _RST_PAWS,
+    ),
+    Knob(
+        "rst_paws_time_wait",
+        str,
+        "TIME-WAIT",
+        "does an RST failing PAWS still count in TIME-WAIT (Linux tcp_paws_reject: after-msl)",
+        _RST_PAWS,
+    ),
+    Knob(
+        "rst_rule_request",
+        str,
+        "request",
+        "RST sequence rule on a request socket: rfc793 (in window resets), rfc5961 (exact resets, in window "
+        "draws a challenge ACK), exact (exact resets, the rest is dropped silently)",
+        _RST_RULES,
+    ),
+    Knob(
+        "rst_rule_synchronized",
+        str,
+        "synchronized",
+        "RST sequence rule once synchronized (RFC 793 3.9 / RFC 5961 3.2)",
+        _RST_RULES,
+    ),
+    Knob(
+        "rst_rule_time_wait",
+        str,
+        "TIME-WAIT",
+        "RST sequence rule in TIME-WAIT (Linux tcp_timewait_state_process: exact)",
+        _RST_RULES,
+    ),
+    Knob(
+        "syn_rule",
+        str,
+        "synchronized",
+        "a SYN on a synchronized connection: challenge (RFC 5961 4.2, TCPSYNChallenge) or reset (RFC 793: "
+        "an in-window SYN resets the connection, one outside the window draws an ACK)",
+        ("challenge", "reset"),
+    ),
+    Knob(
+        "ack_range_check",
+        bool,
+        "synchronized",
+        "RFC 5961 5.2: an ACK below SND.UNA - MAX.SND.WND draws a challenge ACK (off: RFC 793 ignores it)",
+    ),
+    Knob(
+        "ack_unsent",
+        str,
+        "synchronized",
+        "an ACK for data never sent: challenge (RFC 5961 5.2), dupack (RFC 793: ACK and drop) or "
+        "drop-when-established (Linux: silently in ESTABLISHED, challenge ACK in the other states)",
+        ("challenge", "dupack", "drop-when-established"),
+    ),
+    Knob(
+        "synack_tsecr_check",
+        bool,
+        "SYN-SENT",
+        "reject a SYN-ACK whose TSecr we never sent (Linux tcp_rcv_synsent_state_process, PAWSActive)",
+    ),
+    Knob(
+        "challenge_ack_interval",
+        float,
+        "request, synchronized, TIME-WAIT",
+        "per-socket rate limit of challenge and out-of-window ACKs, seconds (Linux tcp_invalid_ratelimit, "
+        "500 ms); 0: no limit",
+    ),
+    Knob(
+        "disordered_ack",
+        bool,
+        "synchronized",
+        "accept a pure duplicate ACK failing PAWS within about one RTO of TS.Recent (Linux "
+        "tcp_disordered_ack)",
+    ),
+    Knob(
+        "paws_old_ack_silent",
+        bool,
+        "synchronized",
+        "an old pure ACK (seq below rcv_nxt) failing PAWS is dropped without a dupack (Linux >= 6.15, "
+        "PAWSOldAck)",
+    ),
+    Knob(
+        "accept_crossing_synack",
+        bool,
+        "synchronized",
+        "SYN-RECEIVED of a simultaneous open accepts the crossing SYN-ACK (Linux >= 6.11)",
+    ),
+    Knob(
+        "rfc1337",
+        bool,
+        "TIME-WAIT",
+        "ignore RSTs in TIME-WAIT (RFC 1337 TIME-WAIT assassination fix; Linux tcp_rfc1337, default 0)",
+    ),
+    Knob(
+        "tw_recycle",
+        bool,
+        "TIME-WAIT, LISTEN",
+        "Linux <= 4.11 tcp_tw_recycle: an actively closed connection remembers the peer's last TSval per "
+        "peer address and leaves TIME-WAIT after 3.5 RTO; for paws_msl after that, a SYN from that address "
+        "older by more than paws_window (or without timestamps) is dropped (PAWSPassive)",
+    ),
+    Knob(
+        "paws_tw_counter",
+        str,
+        "TIME-WAIT",
+        "the counter of a TIME-WAIT PAWS reject: PAWSTimewait (Linux >= 6.15) or PAWSEstab (older)",
+        ("PAWSTimewait", "PAWSEstab"),
+    ),
+)
+_KNOB_BY_NAME = {k.name: k for k in KNOBS}
 
 
 class PolicyContext(Protocol):
@@ -117,7 +335,13 @@ class PolicyContext(Protocol):
 
     @property
     def syn_tsval(self) -> int | None:
-        """TSval of our first SYN (Linux retrans_stamp), None if we sent none with timestamps."""
+        """TSval of our first SYN or SYN-ACK (Linux retrans_stamp, snt_tsval_first), None if we sent none
+        with timestamps."""
+        ...
+
+    @property
+    def syn_tsval_last(self) -> int | None:
+        """TSval of our latest SYN or SYN-ACK (Linux snt_tsval_last)."""
         ...
 
     @property
@@ -129,7 +353,9 @@ class PolicyContext(Protocol):
         ...
 
     @property
-    def rto(self) -> float: ...
+    def rto(self) -> float:
+        """Current retransmission timeout, backed off (a request socket's: its SYN-ACK timeout)."""
+        ...
 
     @property
     def last_oow_ack_time(self) -> float | None: ...
@@ -151,63 +377,103 @@ def _tsopt(seg: TcpSegment) -> Timestamps | None:
     return None
 
 
-class Policy:
-    """Knob-driven segment validation. Defaults follow the RFCs; presets subclass and set knobs.
+@dataclass(frozen=True, slots=True)
+class PeerStamp:
+    """The last TSval seen from a peer address and when it was recorded (Linux tcp_metrics tcpm_ts,
+    tcpm_ts_stamp; inet_peer tcp_ts / tcp_ts_stamp before 3.5)."""
 
-    Knobs (pass as keyword arguments to override on one instance):
-      paws: apply PAWS at all (RFC 7323 5).
-      paws_window: TS ticks of tolerance for established PAWS (Linux TCP_PAWS_WINDOW).
-      rst_bypasses_paws: an RST that fails PAWS is still considered (RFC 7323 5.3 R1 note / Linux).
-      paws_old_ack_silent: an old pure ACK failing PAWS is dropped without dupack (Linux >= 6.15 PAWSOldAck).
-      disordered_ack: accept a pure duplicate ACK that fails PAWS inside the replay window (Linux
-          tcp_disordered_ack).
-      request_paws: PAWS-check segments reaching a request socket (Linux tcp_check_req).
-      request_paws_window: tolerance of that check, in TS ticks.
-      request_rst_msl_exemption: let an RST pass request PAWS when TS.Recent is older than TCP_PAWS_MSL
-          (Linux tcp_paws_reject; the request socket's estimated stamp is never that old).
-      request_rst_challenge: an in-window RST whose seq is not rcv_nxt draws a challenge ACK on a request
-          socket (measured on Linux 6.18, SCENARIOS.md B case 5) instead of resetting it.
-      rfc5961_rst: RFC 5961 3.2 (exact seq resets, in-window challenges); False: RFC 793 (in-window resets).
-      rfc5961_syn: RFC 5961 4.2 (SYN in a synchronized state draws a challenge ACK); False: RFC 793 (RST).
-      rfc5961_ack: RFC 5961 5.2 (ACK below SND.UNA - MAX.SND.WND draws a challenge ACK).
-      accept_crossing_synack: SYN-RECEIVED accepts the crossing SYN-ACK of a simultaneous open
-          (Linux >= 6.11).
-      challenge_ack_interval: per-socket rate limit of challenge and out-of-window ACKs, seconds
-          (Linux sysctl_tcp_invalid_ratelimit, 500 ms); 0 disables.
-      synack_tsecr_check: SYN-SENT rejects a SYN-ACK whose TSecr was never sent (Linux PAWSActive).
-      ack_unsent_challenge: an ACK for unsent data in ESTABLISHED draws a challenge ACK (RFC 5961 5.2);
-          Linux drops it silently in ESTABLISHED and challenges in the other synchronized states.
-      rfc1337: TIME-WAIT ignores RSTs (RFC 1337 TIME-WAIT assassination fix; Linux tcp_rfc1337=0).
+    tsval: int
+    stamp: float
+
+
+class PeerTimestampCache:
+    """Per-peer-address timestamps remembered by connections leaving through TIME-WAIT (tw_recycle).
+
+    Linux keeps one per network namespace; here it belongs to the policy instance, so a host and its
+    listeners share it through their common (inherited) policy. Give several policies one cache to share it
+    (`Policy(peer_cache=...)`)."""
+
+    def __init__(self) -> None:
+        self._peers: dict[str, PeerStamp] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def get(self, address: str) -> PeerStamp | None:
+        return self._peers.get(address)
+
+    def items(self) -> list[tuple[str, PeerStamp]]:
+        return list(self._peers.items())
+
+    def remember(self, address: str, tsval: int, stamp: float, now: float, msl: float) -> None:
+        """Linux tcp_remember_stamp(): keep the newer TSval; replace an older-looking one only when the
+        cached entry is more than `msl` old and not younger than the new stamp."""
+        old = self._peers.get(address)
+        if old is None or seq_diff(old.tsval, tsval) <= 0 or (now - old.stamp > msl and old.stamp <= stamp):
+            self._peers[address] = PeerStamp(tsval, stamp)
+
+    def forget(self, address: str) -> None:
+        self._peers.pop(address, None)
+
+    def clear(self) -> None:
+        self._peers.clear()
+
+
+class Policy:
+    """Knob-driven segment validation. The defaults are the modern RFC set (RFC 9293 with the RFC 5961
+    mitigations and RFC 7323 PAWS, RSTs exempt from PAWS); presets subclass and set knobs.
+
+    Knobs are class attributes; `Policy(**knobs)` overrides them on one instance (TypeError for an unknown
+    knob, ValueError for a bad value). `KNOBS` documents each one and the states it applies to. A policy
+    owns a `PeerTimestampCache` (`peer_cache`) for tw_recycle; pass `peer_cache=` to share one.
     """
 
     paws: bool = True
-    paws_window: int = TCP_PAWS_WINDOW
-    rst_bypasses_paws: bool = True
-    paws_old_ack_silent: bool = False
-    disordered_ack: bool = False
-    request_paws: bool = True
-    request_paws_window: int = TCP_PAWS_WINDOW
-    request_rst_msl_exemption: bool = False
-    request_rst_challenge: bool = True
-    rfc5961_rst: bool = True
-    rfc5961_syn: bool = True
-    rfc5961_ack: bool = True
-    accept_crossing_synack: bool = True
+    paws_window: int = 0
+    paws_request: bool = True
+    paws_window_request: int = 0
+    paws_window_time_wait: int = 0
+    request_tsecr_check: bool = False
+    paws_msl: float = TCP_PAWS_MSL
+    rst_paws_syn_sent: RstPaws = "always"
+    rst_paws_request: RstPaws = "always"
+    rst_paws_synchronized: RstPaws = "always"
+    rst_paws_time_wait: RstPaws = "always"
+    rst_rule_request: RstRule = "rfc5961"
+    rst_rule_synchronized: RstRule = "rfc5961"
+    rst_rule_time_wait: RstRule = "rfc5961"
+    syn_rule: SynRule = "challenge"
+    ack_range_check: bool = True
+    ack_unsent: AckUnsent = "challenge"
+    synack_tsecr_check: bool = False
     challenge_ack_interval: float = 0.5
-    synack_tsecr_check: bool = True
-    ack_unsent_challenge: bool = True
+    disordered_ack: bool = False
+    paws_old_ack_silent: bool = False
+    accept_crossing_synack: bool = False
     rfc1337: bool = False
+    tw_recycle: bool = False
+    paws_tw_counter: str = "PAWSTimewait"
 
-    name: str = "rfc"
+    name: str = "policy"
 
-    def __init__(self, **knobs: Any) -> None:
+    def __init__(self, *, peer_cache: PeerTimestampCache | None = None, **knobs: Any) -> None:
         for key, value in knobs.items():
-            if key.startswith("_") or not hasattr(type(self), key) or callable(getattr(type(self), key)):
-                raise TypeError(f"unknown policy knob {key!r}")
+            if key not in _KNOB_BY_NAME:
+                known = ", ".join(sorted(_KNOB_BY_NAME))
+                raise TypeError(f"unknown policy knob {key!r} (known: {known})")
             setattr(self, key, value)
+        for knob in KNOBS:
+            _check_knob(knob, getattr(self, knob.name))
+        self.peer_cache = peer_cache if peer_cache is not None else PeerTimestampCache()
+
+    def knobs(self) -> dict[str, KnobValue]:
+        """Every knob and its value on this instance."""
+        return {k.name: getattr(self, k.name) for k in KNOBS}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        cls = type(self)
+        changed = [f"{k}={v!r}" for k, v in self.knobs().items() if getattr(cls, k) != v]
+        return f"{cls.__name__}({', '.join(changed)})"
 
     # --- timestamps -----------------------------------------------------------------------------------
 
@@ -221,8 +487,17 @@ class Policy:
             return True
         return ctx.ts_recent == 0
 
+    def _rst_passes_paws(self, rule: RstPaws, ts_recent_age: float | None) -> bool:
+        """An RST that failed PAWS: always (RFC 7323 5.2), after-msl (Linux tcp_paws_reject: TS.Recent at
+        least TCP_PAWS_MSL old), never."""
+        if rule == "always":
+            return True
+        if rule == "after-msl":
+            return ts_recent_age is not None and ts_recent_age >= self.paws_msl
+        return False
+
     def check_paws(self, ctx: PolicyContext, seg: TcpSegment, now: float) -> Decision:
-        """PAWS for a synchronized connection (RFC 7323 5.3; Linux tcp_validate_incoming, H1).
+        """PAWS for a synchronized connection (RFC 7323 5.3 R1; Linux tcp_validate_incoming, H1).
 
         Verdicts: ACCEPT, DUPACK (drop + duplicate ACK), DROP, CHALLENGE_ACK (a SYN that fails PAWS).
         """
@@ -233,13 +508,23 @@ class Policy:
             return ACCEPT
         flags = seg.flags
         pure_ack = bool(flags & TcpFlags.ACK) and seg.seg_len == 0
-        if self.disordered_ack and pure_ack and self._disordered_ack(ctx, seg, ts):
+        if (
+            self.disordered_ack
+            and pure_ack
+            and not flags & TcpFlags.RST
+            and self._disordered_ack(ctx, seg, ts)
+        ):
             return Decision(Verdict.ACCEPT, "paws: disordered duplicate ACK inside the replay window")
-        if flags & TcpFlags.RST and self.rst_bypasses_paws:
-            # Linux: "Reset is accepted even if it did not pass PAWS."
-            return Decision(Verdict.ACCEPT, "paws: RST bypasses PAWS once synchronized")
+        if flags & TcpFlags.RST:
+            stamp = ctx.ts_recent_stamp
+            if self._rst_passes_paws(self.rst_paws_synchronized, None if stamp is None else now - stamp):
+                # Linux: "Reset is accepted even if it did not pass PAWS."
+                return Decision(Verdict.ACCEPT, f"paws: RST exempt ({self.rst_paws_synchronized})")
+            return Decision(Verdict.DROP, "paws: RST with a timestamp older than TS.Recent", "PAWSEstab")
         if flags & TcpFlags.SYN:
-            return Decision(Verdict.CHALLENGE_ACK, "paws: SYN with an old timestamp", "TCPSYNChallenge")
+            if self.syn_rule == "challenge":
+                return Decision(Verdict.CHALLENGE_ACK, "paws: SYN with an old timestamp", "TCPSYNChallenge")
+            return Decision(Verdict.DUPACK, "paws: SYN with an old timestamp (RFC 7323 R1)", "PAWSEstab")
         if self.paws_old_ack_silent and pure_ack and seq_diff(seg.seq, ctx.rcv_nxt) < 0:
             return Decision(Verdict.DROP, "paws: old ACK", "PAWSOldAck")
         return Decision(Verdict.DUPACK, "paws: timestamp older than TS.Recent", "PAWSEstab")
@@ -257,27 +542,55 @@ class Policy:
         return seq_diff(ctx.ts_recent, ts.tsval) <= int(ctx.rto * 1024)
 
     def check_request_paws(self, ctx: PolicyContext, seg: TcpSegment, now: float) -> Decision:
-        """PAWS on a request socket (Linux tcp_check_req -> tcp_paws_reject).
+        """PAWS and the TSecr check on a request socket (Linux tcp_check_req: tcp_paws_reject, and since
+        6.15 `between(tsecr, snt_tsval_first, snt_tsval_last)`).
 
-        TS.Recent is the SYN's TSval; its stamp is only estimated (now - timeout) so the RST exemption of
-        TCP_PAWS_MSL never applies: an RST older than the SYN is dropped (SCENARIOS.md B case 4).
-        Verdicts: ACCEPT, DUPACK (drop; the engine acks non-RST segments).
+        PAWS compares with the SYN's TSval. Linux does not store when the SYN arrived: it estimates
+        TS.Recent's age as the SYN-ACK timeout (reqsk_timeout: 1 s doubled per retransmission, capped at
+        TCP_RTO_MAX), here `ctx.rto`. So the 'after-msl' RST exemption needs a 64 s timeout, which default
+        synack_retries (5) never reach: an RST older than the SYN is dropped (SCENARIOS.md B case 4).
+        Verdicts: ACCEPT, DUPACK (drop; the engine acks non-RST segments), DROP (an RST).
         """
-        if not self.paws or not self.request_paws or not ctx.ts_enabled:
+        if not ctx.ts_enabled:
             return ACCEPT
         ts = _tsopt(seg)
         if ts is None:
             return ACCEPT
-        if seq_diff(ctx.ts_recent, ts.tsval) <= self.request_paws_window or ctx.ts_recent == 0:
-            return ACCEPT
-        if seg.flags & TcpFlags.RST and self.request_rst_msl_exemption:
-            return Decision(Verdict.ACCEPT, "paws: RST exempt (TS.Recent older than MSL)")
-        return Decision(Verdict.DUPACK, "paws: request socket, timestamp older than the SYN's", "PAWSEstab")
+        rst = bool(seg.flags & TcpFlags.RST)
+        verdict = Verdict.DROP if rst else Verdict.DUPACK
+        passed = ACCEPT
+        if (
+            self.paws
+            and self.paws_request
+            and seq_diff(ctx.ts_recent, ts.tsval) > self.paws_window_request
+            and ctx.ts_recent != 0
+        ):
+            if not rst or not self._rst_passes_paws(self.rst_paws_request, min(ctx.rto, TCP_RTO_MAX)):
+                what = "RST timestamp" if rst else "timestamp"
+                return Decision(verdict, f"paws: request socket, {what} older than the SYN's", "PAWSEstab")
+            passed = Decision(
+                Verdict.ACCEPT, f"paws: RST exempt on a request socket ({self.rst_paws_request})"
+            )
+        first, last = ctx.syn_tsval, ctx.syn_tsval_last
+        if (
+            self.request_tsecr_check
+            and ts.tsecr != 0
+            and first is not None
+            and last is not None
+            and ((ts.tsecr - first) & 0xFFFFFFFF) > ((last - first) & 0xFFFFFFFF)
+        ):
+            return Decision(verdict, "request socket: TSecr is none of our SYN-ACK TSvals", "TSEcrRejected")
+        return passed
 
     def check_synack_tsecr(self, ctx: PolicyContext, seg: TcpSegment, now: float) -> Decision:
-        """SYN-SENT: a SYN-ACK whose TSecr is not in [TSval of our first SYN, TSval now] did not answer our
-        SYN (Linux tcp_rcv_synsent_state_process, PAWSActive): answer with RST. Verdicts: ACCEPT, RESET."""
+        """SYN-SENT: an ACK-bearing segment (SYN-ACK, or RST-ACK unless `rst_paws_syn_sent` is "always")
+        whose TSecr is not in [TSval of our first SYN, TSval now] did not answer our SYN (Linux
+        tcp_rcv_synsent_state_process, PAWSActive). Verdicts: ACCEPT, RESET (answer with RST), DROP (an RST
+        is never answered)."""
         if not self.synack_tsecr_check:
+            return ACCEPT
+        rst = bool(seg.flags & TcpFlags.RST)
+        if rst and self.rst_paws_syn_sent == "always":
             return ACCEPT
         ts = _tsopt(seg)
         first = ctx.syn_tsval
@@ -287,19 +600,22 @@ class Policy:
         # between(tsecr, first, newest), modular
         if ((ts.tsecr - first) & 0xFFFFFFFF) <= ((newest - first) & 0xFFFFFFFF):
             return ACCEPT
+        if rst:
+            return Decision(Verdict.DROP, "RST-ACK echoes a timestamp we never sent", "PAWSActive")
         return Decision(Verdict.RESET, "SYN-ACK echoes a timestamp we never sent", "PAWSActive")
 
     # --- RST, SYN, ACK --------------------------------------------------------------------------------
 
     def check_rst(self, ctx: PolicyContext, seg: TcpSegment, now: float) -> Decision:
-        """An RST on a synchronized connection or a request socket (RFC 5961 3.2; RFC 9293 3.10.7.4 second).
+        """An RST on a synchronized connection or a request socket (RFC 9293 3.10.7.4 second; RFC 5961 3.2).
 
-        Linux tcp_validate_incoming step 2: exact rcv_nxt resets; so do rcv_nxt - 1 after the peer's FIN
-        (tcp_reset_check) and the right edge of our right-most SACK block. In window otherwise: challenge
-        ACK. Outside the window: dropped. Verdicts: RESET, CHALLENGE_ACK, DROP.
+        The rule is `rst_rule_request` on a request socket, `rst_rule_synchronized` otherwise.
+        Exact rcv_nxt always resets; so do rcv_nxt - 1 after the peer's FIN (Linux tcp_reset_check) and the
+        right edge of our right-most SACK block (RFC 5961 3.2 allows it, Linux does it). In window otherwise:
+        RESET (rfc793), CHALLENGE_ACK (rfc5961) or DROP (exact). Outside the window: DROP.
         """
+        rule = self.rst_rule_request if ctx.is_request_socket else self.rst_rule_synchronized
         d = seq_diff(seg.seq, ctx.rcv_nxt)
-        wnd = ctx.rcv_wnd
         if d == 0:
             return Decision(Verdict.RESET, "RST at rcv_nxt")
         if d == -1 and ctx.fin_received and ctx.state in _RESET_CHECK_STATES:
@@ -307,22 +623,20 @@ class Policy:
         right = ctx.sack_right_edge
         if right is not None and seg.seq == right:
             return Decision(Verdict.RESET, "RST at the right edge of the right-most SACK block")
-        in_win = 0 <= d < max(wnd, 1)
-        if not in_win:
+        if not 0 <= d < max(ctx.rcv_wnd, 1):
             return Decision(Verdict.DROP, "RST outside the receive window")
-        if ctx.is_request_socket:
-            if self.request_rst_challenge:
-                return Decision(Verdict.CHALLENGE_ACK, "RST in window but not at rcv_nxt")
-            return Decision(Verdict.RESET, "RST in window (tcp_check_req embryonic reset)")
-        if not self.rfc5961_rst:
-            return Decision(Verdict.RESET, "RST in window (RFC 793)")
-        return Decision(Verdict.CHALLENGE_ACK, "RST in window but not at rcv_nxt")
+        if rule == "rfc793":
+            return Decision(Verdict.RESET, "RST in window (RFC 793 3.9)")
+        if rule == "rfc5961":
+            return Decision(Verdict.CHALLENGE_ACK, "RST in window but not at rcv_nxt (RFC 5961 3.2)")
+        return Decision(Verdict.DROP, "RST in window but not at rcv_nxt (exact rule)")
 
     def check_syn_synchronized(self, ctx: PolicyContext, seg: TcpSegment, now: float) -> Decision:
         """A SYN on a synchronized connection (RFC 5961 4.2; Linux tcp_validate_incoming step 4).
 
-        The crossing SYN-ACK of a simultaneous open, met in SYN-RECEIVED, is accepted (Linux >= 6.11:
-        seq + 1 == rcv_nxt, ack == snd_nxt). Verdicts: ACCEPT, CHALLENGE_ACK, RESET (RFC 793: in-window SYN).
+        The crossing SYN-ACK of a simultaneous open, met in SYN-RECEIVED, may be accepted (Linux >= 6.11:
+        seq + 1 == rcv_nxt, ack == snd_nxt). Verdicts: ACCEPT, CHALLENGE_ACK (RFC 5961), RESET (RFC 793: a
+        SYN in the window), DUPACK (RFC 793: a SYN outside the window is not acceptable, answer with ACK).
         """
         if (
             self.accept_crossing_synack
@@ -335,19 +649,22 @@ class Policy:
             and seg.ack == ctx.snd_nxt
         ):
             return Decision(Verdict.ACCEPT, "crossing SYN-ACK of a simultaneous open")
-        if not self.rfc5961_syn:
+        if self.syn_rule == "reset":
             d = seq_diff(seg.seq, ctx.rcv_nxt)
             if 0 <= d < max(ctx.rcv_wnd, 1):
-                return Decision(Verdict.RESET, "SYN in window (RFC 793)")
-        return Decision(Verdict.CHALLENGE_ACK, "SYN on a synchronized connection", "TCPSYNChallenge")
+                return Decision(Verdict.RESET, "SYN in window (RFC 793 3.9)")
+            return Decision(Verdict.DUPACK, "SYN outside the window (RFC 793 3.9)")
+        return Decision(
+            Verdict.CHALLENGE_ACK, "SYN on a synchronized connection (RFC 5961 4.2)", "TCPSYNChallenge"
+        )
 
     def check_ack(self, ctx: PolicyContext, seg: TcpSegment, now: float) -> Decision:
         """The ACK field (RFC 9293 3.10.7.4 fifth; RFC 5961 5.2; Linux tcp_ack).
 
         SYN-RECEIVED: SND.UNA < SEG.ACK <= SND.NXT or RESET. Otherwise acceptable if
-        SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (MAX.SND.WND capped by bytes acked, Linux); older:
-        CHALLENGE_ACK; ahead of SND.NXT: CHALLENGE_ACK, or DROP (Linux, ESTABLISHED).
-        Verdicts: ACCEPT (new, duplicate or old-but-acceptable ACK), DROP, CHALLENGE_ACK, RESET.
+        SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (`ack_range_check`; MAX.SND.WND capped by bytes acked,
+        Linux); older: CHALLENGE_ACK; ahead of SND.NXT: per `ack_unsent`.
+        Verdicts: ACCEPT (new, duplicate or old-but-acceptable ACK), DROP, CHALLENGE_ACK, DUPACK, RESET.
         """
         d_nxt = seq_diff(seg.ack, ctx.snd_nxt)
         d_una = seq_diff(seg.ack, ctx.snd_una)
@@ -356,19 +673,23 @@ class Policy:
                 return ACCEPT
             return Decision(Verdict.RESET, "unacceptable ACK in SYN-RECEIVED")
         if d_nxt > 0:
-            if self.ack_unsent_challenge or ctx.state is not TcpState.ESTABLISHED:
-                return Decision(Verdict.CHALLENGE_ACK, "ACK for data never sent")
-            return Decision(Verdict.DROP, "ACK for data never sent")
-        if d_una < 0 and self.rfc5961_ack:
+            mode = self.ack_unsent
+            if mode == "dupack":
+                return Decision(Verdict.DUPACK, "ACK for data never sent (RFC 793 3.9)")
+            if mode == "challenge" or ctx.state is not TcpState.ESTABLISHED:
+                return Decision(Verdict.CHALLENGE_ACK, "ACK for data never sent (RFC 5961 5.2)")
+            return Decision(Verdict.DROP, "ACK for data never sent (tcp_ack, ESTABLISHED)")
+        if d_una < 0 and self.ack_range_check:
             max_window = min(ctx.max_snd_wnd, ctx.bytes_acked)
             if -d_una > max_window:
-                return Decision(Verdict.CHALLENGE_ACK, "ACK older than SND.UNA - MAX.SND.WND")
+                return Decision(Verdict.CHALLENGE_ACK, "ACK older than SND.UNA - MAX.SND.WND (RFC 5961 5.2)")
         return ACCEPT
 
     # --- rate limits ----------------------------------------------------------------------------------
 
     def challenge_ack_allowed(self, ctx: PolicyContext, now: float) -> Decision:
-        """Per-socket challenge ACK rate limit (Linux tcp_send_challenge_ack -> __tcp_oow_rate_limited).
+        """Per-socket challenge ACK rate limit (Linux tcp_send_challenge_ack -> __tcp_oow_rate_limited;
+        the global tcp_challenge_ack_limit is off by default since Linux 6.0).
 
         ACCEPT carries the counter of a sent challenge ACK; DROP the counter of a skipped one. The engine
         records `now` as the last out-of-window ACK time when it sends."""
@@ -398,51 +719,105 @@ class Policy:
     def check_time_wait(self, ctx: PolicyContext, seg: TcpSegment, now: float) -> Decision:
         """A segment reaching TIME-WAIT (Linux tcp_timewait_state_process, real TIME-WAIT substate).
 
-        ACCEPT: a new SYN may reopen the connection (its seq is above rcv_nxt, or its TSval is newer than
-        TS.Recent: RFC 1122 4.2.2.13 / RFC 6191). RESET: an in-window RST kills TIME-WAIT (unless rfc1337).
-        DUPACK: answer with an ACK (rate-limited). DROP: ignore.
+        PAWS first (tolerance `paws_window_time_wait`; an RST may pass per `rst_paws_time_wait`). Then:
+        RESET: an acceptable RST (`rst_rule_time_wait`) kills TIME-WAIT, unless rfc1337. CHALLENGE_ACK: an
+        in-window inexact RST under rfc5961. ACCEPT: a new SYN may reopen the connection (its seq is above
+        rcv_nxt, or its TSval is newer than TS.Recent: RFC 1122 4.2.2.13 / RFC 6191). DUPACK: answer with an
+        ACK (rate-limited). DROP: ignore (a bare in-window ACK re-arms the timer).
         """
         flags = seg.flags
+        rst = bool(flags & TcpFlags.RST)
         ts = _tsopt(seg) if ctx.ts_enabled else None
         paws_reject = False
         if ts is not None and self.paws:
-            paws_reject = not self._paws_ok(ctx, ts.tsval, 0, now)
-            if paws_reject and flags & TcpFlags.RST:
+            paws_reject = not self._paws_ok(ctx, ts.tsval, self.paws_window_time_wait, now)
+            if paws_reject and rst:
                 stamp = ctx.ts_recent_stamp
-                if stamp is not None and now - stamp >= TCP_PAWS_MSL:
-                    paws_reject = False  # Linux tcp_paws_reject: RST after MSL
+                paws_reject = not self._rst_passes_paws(
+                    self.rst_paws_time_wait, None if stamp is None else now - stamp
+                )
+        counter = self.paws_tw_counter if paws_reject else None
         d = seq_diff(seg.seq, ctx.rcv_nxt)
-        if not paws_reject and d == 0 and (seg.seg_len == 0 or flags & TcpFlags.RST):
-            if flags & TcpFlags.RST:
-                if not self.rfc1337:
-                    return Decision(Verdict.RESET, "RST kills TIME-WAIT")
-                return Decision(Verdict.DROP, "RST ignored in TIME-WAIT (RFC 1337)")
+        if rst:
+            if paws_reject:
+                return Decision(Verdict.DROP, "TIME-WAIT: RST with an old timestamp", counter)
+            rule = self.rst_rule_time_wait
+            acceptable = d == 0 or (rule == "rfc793" and 0 <= d < max(ctx.rcv_wnd, 1))
+            if acceptable:
+                if self.rfc1337:
+                    return Decision(Verdict.DROP, "RST ignored in TIME-WAIT (RFC 1337)")
+                return Decision(Verdict.RESET, "RST kills TIME-WAIT")
+            if rule == "rfc5961" and 0 <= d < max(ctx.rcv_wnd, 1):
+                return Decision(Verdict.CHALLENGE_ACK, "TIME-WAIT: RST in window but not at rcv_nxt")
+            return Decision(Verdict.DROP, "TIME-WAIT: RST not at rcv_nxt")
+        if not paws_reject and d == 0 and seg.seg_len == 0:
             return Decision(Verdict.DROP, "bare ACK in TIME-WAIT")
         if (
             flags & TcpFlags.SYN
-            and not flags & (TcpFlags.RST | TcpFlags.ACK)
+            and not flags & TcpFlags.ACK
             and not paws_reject
             and (d > 0 or (ts is not None and seq_diff(ctx.ts_recent, ts.tsval) < 0))
         ):
             return Decision(Verdict.ACCEPT, "new SYN reopens a TIME-WAIT connection")
-        if flags & TcpFlags.RST:
-            return Decision(
-                Verdict.DROP, "RST outside TIME-WAIT window", "PAWSEstab" if paws_reject else None
-            )
-        return Decision(Verdict.DUPACK, "segment in TIME-WAIT", "PAWSEstab" if paws_reject else None)
+        return Decision(Verdict.DUPACK, "segment in TIME-WAIT", counter)
 
     def check_passive_syn(
-        self, local: tuple[str, int], remote: tuple[str, int], seg: TcpSegment, now: float
+        self,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        seg: TcpSegment,
+        now: float,
+        *,
+        via_time_wait: bool = False,
     ) -> Decision:
-        """A SYN reaching a listener. Hook for per-peer state (tw_recycle's PAWSPassive); ACCEPT by default.
-        Verdicts: ACCEPT, DROP."""
+        """A SYN reaching a listener (Linux tcp_conn_request). With tw_recycle: tcp_peer_is_proven() against
+        the per-peer timestamp cache; skipped for a SYN a TIME-WAIT connection accepted (`via_time_wait`:
+        Linux passes its ISN and checks nothing more). Verdicts: ACCEPT, DROP (PAWSPassive)."""
+        if not self.tw_recycle or via_time_wait:
+            return ACCEPT
+        entry = self.peer_cache.get(remote[0])
+        if entry is None or now - entry.stamp >= self.paws_msl:
+            return ACCEPT
+        ts = _tsopt(seg)
+        if ts is None:
+            return Decision(
+                Verdict.DROP, "tw_recycle: SYN without timestamps from a recently seen peer", "PAWSPassive"
+            )
+        if seq_diff(entry.tsval, ts.tsval) > self.paws_window:
+            return Decision(
+                Verdict.DROP, "tw_recycle: SYN timestamp older than the peer's cached one", "PAWSPassive"
+            )
         return ACCEPT
 
     def on_time_wait(
         self, ctx: PolicyContext, local: tuple[str, int], remote: tuple[str, int], now: float
-    ) -> None:
-        """Called when a connection enters TIME-WAIT (hook for per-peer timestamp caches)."""
-        return None
+    ) -> float | None:
+        """A connection enters TIME-WAIT (it closed actively). Returns the TIME-WAIT length to use, or None
+        for the connection's config.time_wait.
+
+        With tw_recycle (Linux <= 4.11 tcp_time_wait -> tcp_remember_stamp): remember the peer's TS.Recent
+        per peer address and recycle after 3.5 RTO."""
+        if not self.tw_recycle or not ctx.ts_enabled or ctx.ts_recent_stamp is None:
+            return None
+        self.peer_cache.remember(remote[0], ctx.ts_recent, ctx.ts_recent_stamp, now, self.paws_msl)
+        return TW_RECYCLE_RTO_FACTOR * ctx.rto
+
+
+def _check_knob(knob: Knob, value: object) -> None:
+    kind = knob.kind
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, str) and (not knob.choices or value in knob.choices)
+    if not ok:
+        expected = " | ".join(repr(c) for c in knob.choices) if knob.choices else f"a {kind.__name__} >= 0"
+        if kind is bool:
+            expected = "True or False"
+        raise ValueError(f"policy knob {knob.name}={value!r}: expected {expected}")
 
 
 _RESET_CHECK_STATES = frozenset({TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.CLOSING})

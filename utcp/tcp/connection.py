@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from utcp.policy.base import Decision, Policy, Verdict
 from utcp.tcp.config import TcpConfig
@@ -52,6 +52,7 @@ from utcp.tcp.state import (
     SHUTDOWN_TRANSITIONS,
     TcpState,
 )
+from utcp.wire.format import format_flags
 from utcp.wire.packet import IPv4Packet, Sack, TcpFlags, TcpOption, TcpSegment, Timestamps
 
 if TYPE_CHECKING:
@@ -152,6 +153,10 @@ class Connection:
         self._ip_id = ip_id
         self._exposed = listener is None  # the runtime knows it (active open, or passive once Connected)
         self._request = False  # SYN-RECEIVED request socket of a listener (Linux TCP_NEW_SYN_RECV)
+        self._in_seg: TcpSegment | None = None  # the segment being processed (drop reports)
+        self._hold_third_ack = False  # Host.connect(hold_third_ack=True): see release_third_ack()
+        self._third_ack_held = False
+        self._held_ack: TcpSegment | None = None
 
         # --- send sequence space (offsets from ISS) ---
         self.iss = iss & SEQ_MASK
@@ -191,6 +196,7 @@ class Connection:
         self._ts_recent = 0
         self._ts_recent_stamp: float | None = None
         self._syn_tsval: int | None = None
+        self._syn_tsval_last: int | None = None
         self._ts_off = host._ts_clock.offset(local[0], remote[0])
 
         # --- timers (absolute deadlines) ---
@@ -385,6 +391,86 @@ class Connection:
         self._abort_with_rst(ConnectionAborted("aborted"), "aborted", rst=send_rst)
 
     # =====================================================================================================
+    # segment crafting (test and scenario scripts): send what the state machine would not
+    # =====================================================================================================
+
+    @property
+    def third_ack_held(self) -> bool:
+        """The SYN-ACK arrived (state ESTABLISHED) but the third ACK, and every segment the connection would
+        send after it, wait for `release_third_ack()` (`Host.connect(..., hold_third_ack=True)`)."""
+        return self._third_ack_held
+
+    def release_third_ack(self, now: float | None = None, *, send: bool = True) -> None:
+        """Let a held connection go: the third ACK leaves exactly as it was built when the SYN-ACK arrived
+        (its TSval and TSecr included, as if the network had held it), unless `send=False` (the caller
+        crafted its own); then whatever else became due. They leave at the next `packets_to_send`."""
+        if not self._third_ack_held:
+            raise TcpUsageError("no third ACK is held on this connection")
+        now = self._host._now if now is None else now
+        self._third_ack_held = False
+        held, self._held_ack = self._held_ack, None
+        if send and held is not None:
+            self._emit(held)
+        self._after_established(now)
+        self._host._mark_dirty(self)
+        self._host._reschedule(self)
+
+    def craft(
+        self,
+        flags: TcpFlags | int,
+        now: float | None = None,
+        *,
+        seq: int | None = None,
+        ack: int | None = None,
+        window: int | None = None,
+        tsval: int | Literal["auto", "none"] = "auto",
+        tsecr: int | Literal["auto"] = "auto",
+        options: tuple[TcpOption, ...] | None = None,
+        payload: bytes = b"",
+    ) -> TcpSegment:
+        """Send one hand-made segment on this connection's 4-tuple without changing any connection state
+        (sequence numbers, windows, timers stay as they are); it leaves at the next `packets_to_send`.
+
+        Defaults are what the connection would put there: `seq` SND.NXT, `ack` RCV.NXT when ACK is set (else
+        0), `window` the current receive window (scaled), and NOP NOP TS(`tsval`, `tsecr`) when timestamps
+        are in use: `tsval` "auto" (our clock at `now`), "none" (no option) or a number (0, or a stale
+        `conn.syn_tsval - k`); `tsecr` "auto" (TS.Recent) or a number. `options` replaces the whole option
+        list. Counted like any segment sent (OutSegs, and OutRsts for an RST). Returns the segment."""
+        now = self._host._now if now is None else now
+        bits = int(flags)
+        if seq is None:
+            seq = self.snd_nxt
+        if ack is None:
+            ack = self.rcv_nxt if bits & F_ACK else 0
+        if window is None:
+            if self.state in (S.SYN_SENT, S.CLOSED) and not self._ws_ok:
+                window = min(self.config.recv_buffer, _MAX_WINDOW)
+            else:
+                window = min(self._window_candidate() >> self._rcv_wscale, _MAX_WINDOW)
+        if options is None:
+            uses_ts = self._ts_ok or (self.state is S.SYN_SENT and self.config.timestamps)
+            if tsval == "none" or (tsval == "auto" and not uses_ts):
+                options = ()
+            else:
+                val = self.tsval_at(now) if tsval == "auto" else int(tsval)
+                ecr = self._ts_recent if tsecr == "auto" else int(tsecr)
+                options = timestamp_options(val & SEQ_MASK, ecr & SEQ_MASK)
+        seg = TcpSegment(
+            self._lport,
+            self._rport,
+            seq & SEQ_MASK,
+            ack & SEQ_MASK,
+            _FLAGS[bits & 0xFF],
+            window,
+            tuple(options),
+            bytes(payload),
+        )
+        self._emit(seg)
+        if bits & F_RST:
+            self._host._count("OutRsts")
+        return seg
+
+    # =====================================================================================================
     # policy context (utcp.policy.PolicyContext): wire values
     # =====================================================================================================
 
@@ -443,6 +529,10 @@ class Connection:
     @property
     def syn_tsval(self) -> int | None:
         return self._syn_tsval
+
+    @property
+    def syn_tsval_last(self) -> int | None:
+        return self._syn_tsval_last
 
     @property
     def fin_received(self) -> bool:
@@ -543,8 +633,10 @@ class Connection:
             ts = (tsval, self._ts_recent if ack else 0) if cfg.timestamps else None
             ws = min(max(cfg.window_scale, 0), 14) if cfg.window_scale is not None else None
             opts = syn_options(self._adv_mss, cfg.sack, ts, ws)
-        if self._syn_tsval is None and ts is not None:
-            self._syn_tsval = tsval  # Linux retrans_stamp: our first SYN's timestamp
+        if ts is not None:
+            if self._syn_tsval is None:
+                self._syn_tsval = tsval  # Linux retrans_stamp / snt_tsval_first: our first SYN's TSval
+            self._syn_tsval_last = tsval  # Linux snt_tsval_last: the latest SYN(-ACK)'s TSval
         seg = TcpSegment(
             self._lport,
             self._rport,
@@ -573,6 +665,7 @@ class Connection:
     def _input(self, seg: TcpSegment, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 3.10.7) for this connection."""
         self._st_segs_in += 1
+        self._in_seg = seg
         state = self.state
         if state is S.SYN_SENT:
             self._rcv_syn_sent(seg, now)
@@ -582,13 +675,28 @@ class Connection:
             self._rcv_time_wait(seg, now)
         elif state is not S.CLOSED:
             self._rcv_synchronized(seg, now)
+        self._in_seg = None
         if self.state is not S.CLOSED or self._pending_rst:
             self._transmit(now)
         self._host._reschedule(self)
 
     def _drop(self, reason: str, counter: str | None = None) -> None:
-        """Report a dropped segment (counters are bumped by the caller)."""
-        self._host._emit(SegmentDropped(reason, counter, repr(self)))
+        """Report a dropped (or challenged) segment (counters are bumped by the caller)."""
+        self._host._emit(SegmentDropped(reason, counter, self._summary()))
+
+    def _reject(self, d: Decision) -> None:
+        """A policy decision that discards the segment: count it and report it."""
+        self._count_decision(d)
+        self._drop(d.reason, d.counter)
+
+    def _summary(self) -> str:
+        seg = self._in_seg
+        if seg is None:
+            return repr(self)
+        return (
+            f"{self._raddr}:{self._rport} > {self._laddr}:{self._lport} [{format_flags(seg.flags)}] "
+            f"seq {seg.seq} ack {seg.ack} len {len(seg.payload)} ({self.state.name})"
+        )
 
     def _count_decision(self, d: Decision) -> None:
         if d.counter is not None:
@@ -609,15 +717,14 @@ class Connection:
                 self._drop("SYN-SENT: unacceptable ACK")
                 self._host._send_reset(self._laddr, self._raddr, seg)  # <SEQ=SEG.ACK><CTL=RST>
                 return
-            if not flags & F_RST:
-                # Linux: a SYN-ACK echoing a TSval we never sent is answered with RST (PAWSActive)
-                d = self.policy.check_synack_tsecr(self, seg, now)
-                if d.verdict is not Verdict.ACCEPT:
-                    self._count_decision(d)
-                    self._host._emit(SegmentDropped(d.reason, d.counter, repr(self)))
-                    if d.verdict is Verdict.RESET:
-                        self._host._send_reset(self._laddr, self._raddr, seg)
-                    return
+            # Linux: a SYN-ACK (or RST-ACK) echoing a TSval we never sent is rejected (PAWSActive); a
+            # SYN-ACK is answered with RST
+            d = self.policy.check_synack_tsecr(self, seg, now)
+            if d.verdict is not Verdict.ACCEPT:
+                self._reject(d)
+                if d.verdict is Verdict.RESET:
+                    self._host._send_reset(self._laddr, self._raddr, seg)
+                return
         if flags & F_RST:
             # second, check the RST bit: with an acceptable ACK the connection is refused, else drop
             if flags & F_ACK:
@@ -645,6 +752,12 @@ class Connection:
             self._t_rtx = None
             self._retransmits = 0
             self._host._emit(Connected(self))
+            if self._hold_third_ack:
+                # a crafting client holds the third ACK, built now, and everything after it, until
+                # release_third_ack(): as if a reordering box held the ACK (SCENARIOS.md B)
+                self._held_ack = self._build_ack(now)
+                self._third_ack_held = True
+                return
             self._ack_now = True
             self._after_established(now)
             return
@@ -703,14 +816,11 @@ class Connection:
         )
         if paws_reject or not in_window:
             if paws_reject:
-                self._count_decision(paws)
+                self._reject(paws)
+            else:
+                self._drop("SYN-RECEIVED: out of window (tcp_check_req)")
             if not flags & F_RST and self._oow_allowed(seg, now, "TCPACKSkippedSynRecv"):
                 self._send_ack(now)
-            self._host._emit(
-                SegmentDropped(
-                    paws.reason if paws_reject else "SYN-RECEIVED: out of window", paws.counter, repr(self)
-                )
-            )
             return
         ts = seg.option(Timestamps) if self._ts_ok else None
         if ts is not None and seq_abs <= self._rcv_nxt:
@@ -721,14 +831,14 @@ class Connection:
         # second, check the RST bit
         if flags & F_RST:
             d = self.policy.check_rst(self, seg, now)
-            self._count_decision(d)
             if d.verdict is Verdict.CHALLENGE_ACK:
+                self._reject(d)
                 self._challenge_ack(now)
-                self._host._emit(SegmentDropped(d.reason, d.counter, repr(self)))
                 return
-            if d.verdict is Verdict.DROP:
-                self._drop(d.reason)
+            if d.verdict is not Verdict.RESET:
+                self._reject(d)
                 return
+            self._count_decision(d)
             host._count("AttemptFails")
             host._count("EmbryonicRsts")
             self._drop_request("embryonic reset")
@@ -753,10 +863,11 @@ class Connection:
         host._count("PassiveOpens")
         self._request = False
         self._ip_id = host._new_ip_id()
+        self._last_oow_ack = None  # the child's own rate-limit clock (tcp_create_openreq_child)
         self._rcv_synchronized(seg, now)
 
     def _drop_request(self, reason: str) -> None:
-        self._host._emit(SegmentDropped(reason, None, repr(self)))
+        self._drop(reason)
         self._terminate(None, None)
 
     # --- synchronized states (Linux tcp_rcv_state_process / tcp_validate_incoming) ----------------------
@@ -770,8 +881,7 @@ class Connection:
         if ts is not None:
             d = policy.check_paws(self, seg, now)
             if d.verdict is not Verdict.ACCEPT:
-                self._count_decision(d)
-                self._host._emit(SegmentDropped(d.reason, d.counter, repr(self)))
+                self._reject(d)
                 if d.verdict is Verdict.DUPACK:
                     if not flags & F_RST and self._oow_allowed(seg, now, "TCPACKSkippedPAWS"):
                         self._send_ack(now)
@@ -795,7 +905,7 @@ class Connection:
                     self._count_decision(d)
                     self._reset_by_peer(now)
                     return
-                self._drop("RST outside the receive window")
+                self._reject(Decision(Verdict.DROP, "RST outside the receive window", d.counter))
                 return
             if flags & F_SYN:
                 self._syn_in_synchronized(seg, now)
@@ -814,14 +924,15 @@ class Connection:
         # second, check the RST bit (RFC 5961 3.2)
         if flags & F_RST:
             d = policy.check_rst(self, seg, now)
-            self._count_decision(d)
             if d.verdict is Verdict.RESET:
+                self._count_decision(d)
                 self._reset_by_peer(now)
-            elif d.verdict is Verdict.CHALLENGE_ACK:
-                self._drop(d.reason)
+                return
+            self._reject(d)
+            if d.verdict is Verdict.CHALLENGE_ACK:
                 self._challenge_ack(now)
-            else:
-                self._drop(d.reason)
+            elif d.verdict is Verdict.DUPACK and self._oow_allowed(seg, now, "TCPACKSkippedSeq"):
+                self._send_ack(now)
             return
 
         # third, security: not implemented. fourth, check the SYN bit (RFC 5961 4.2)
@@ -837,12 +948,13 @@ class Connection:
             return
         d = policy.check_ack(self, seg, now)
         if d.verdict is not Verdict.ACCEPT:
-            self._count_decision(d)
-            self._drop(d.reason)
+            self._reject(d)
             if d.verdict is Verdict.RESET:
                 self._host._send_reset(self._laddr, self._raddr, seg)
             elif d.verdict is Verdict.CHALLENGE_ACK:
                 self._challenge_ack(now)
+            elif d.verdict is Verdict.DUPACK and self._oow_allowed(seg, now, "TCPACKSkippedSeq"):
+                self._send_ack(now)
             return
 
         self._last_rcv = now
@@ -915,15 +1027,24 @@ class Connection:
             self._ack_now = True
 
     def _syn_in_synchronized(self, seg: TcpSegment, now: float, d: Decision | None = None) -> None:
-        """RFC 5961 4.2: a SYN on a synchronized connection draws a challenge ACK (TCPSYNChallenge)."""
+        """A SYN on a synchronized connection, per the policy: challenge ACK (RFC 5961 4.2,
+        TCPSYNChallenge), reset (RFC 793, in window), ACK (RFC 793, outside the window) or drop."""
         if d is None:
             d = self.policy.check_syn_synchronized(self, seg, now)
-        self._count_decision(d)
-        self._drop(d.reason)
+        if d.verdict is Verdict.ACCEPT:
+            # only the crossing SYN-ACK is accepted, and only in the window; outside it, ACK and drop
+            d = Decision(Verdict.DUPACK, "SYN outside the receive window")
+        self._reject(d)
         if d.verdict is Verdict.RESET:
             # RFC 793: an in-window SYN resets the connection
             self._host._send_reset(self._laddr, self._raddr, seg)
             self._fail(ConnectionReset("SYN in window"), "SYN in window")
+            return
+        if d.verdict is Verdict.DUPACK:
+            if self._oow_allowed(seg, now, "TCPACKSkippedSeq"):
+                self._send_ack(now)
+            return
+        if d.verdict is not Verdict.CHALLENGE_ACK:
             return
         if self.state is S.ESTABLISHED:
             self._host._count("InErrs")  # Linux tcp_validate_incoming(syn_inerr=1) from tcp_rcv_established
@@ -1282,8 +1403,9 @@ class Connection:
         self._t_rtx = None
         self._t_delack = None
         self._t_keepalive = None
-        self._t_close = now + self.config.time_wait
-        self.policy.on_time_wait(self, self.local, self.remote, now)
+        # the policy may shorten TIME-WAIT (tw_recycle: 3.5 RTO after remembering the peer's TSval)
+        length = self.policy.on_time_wait(self, self.local, self.remote, now)
+        self._t_close = now + (self.config.time_wait if length is None else length)
 
     def _rcv_time_wait(self, seg: TcpSegment, now: float) -> None:
         d = self.policy.check_time_wait(self, seg, now)
@@ -1296,21 +1418,26 @@ class Connection:
                 self._host._reopen(self.local, self.remote, seg, now, isn)
                 return
             # Linux TCP_TW_SYN without a listener falls through to TCP_TW_ACK
-            v = Verdict.DUPACK
-        self._count_decision(d)
+            d = Decision(Verdict.DUPACK, "TIME-WAIT: new SYN but no listener, ACK (TCP_TW_ACK)")
+            v = d.verdict
         if v is Verdict.RESET:
+            self._count_decision(d)
             self._terminate(None, None)
             return
+        self._reject(d)
         if v is Verdict.DUPACK:
-            # RFC 9293 3.10.7.4: ACK it, restart the 2 MSL timeout
+            # RFC 9293 3.10.7.4: ACK it, restart the 2 MSL timeout (Linux: TCP_TIMEWAIT_LEN even when
+            # tw_recycle shortened the first one)
             if int(seg.flags) & F_ACK or d.counter is not None:
                 self._t_close = now + self.config.time_wait
             if self._oow_allowed(seg, now, "TCPACKSkippedTimeWait"):
                 self._send_ack(now)
             return
+        if v is Verdict.CHALLENGE_ACK:
+            self._challenge_ack(now)
+            return
         if int(seg.flags) & (F_ACK | F_RST) == F_ACK:
             self._t_close = now + self.config.time_wait
-        self._drop(d.reason)
 
     # =====================================================================================================
     # sending
@@ -1327,6 +1454,8 @@ class Connection:
             return
         if state is S.SYN_RECEIVED:
             return  # only SYN-ACKs leave SYN-RECEIVED; queued data waits for ESTABLISHED
+        if self._third_ack_held:
+            return  # release_third_ack() lets it go
         sent = False
         if state in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
             sent = self._send_data(now)
@@ -1493,6 +1622,12 @@ class Connection:
 
     def _send_ack(self, now: float) -> None:
         """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, with the current window and options."""
+        if self._third_ack_held:
+            return
+        self._emit(self._build_ack(now))
+
+    def _build_ack(self, now: float) -> TcpSegment:
+        """The ACK `_send_ack` sends, as sent (the advertised window is recorded)."""
         # a request socket repeats its SYN-ACK window (Linux tcp_v4_reqsk_send_ack)
         window = self._rcv_wnd >> self._rcv_wscale if self._request else self._select_window()
         seg = TcpSegment(
@@ -1504,8 +1639,8 @@ class Connection:
             window,
             self._options(now),
         )
-        self._emit(seg)
         self._on_ack_sent()
+        return seg
 
     def _send_probe(self, now: float) -> None:
         """A zero-window or keepalive probe: <SEQ=SND.UNA-1><ACK=RCV.NXT><CTL=ACK>, no data, so the peer
@@ -1540,10 +1675,12 @@ class Connection:
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 challenge ACK, rate-limited per socket by the policy."""
         d = self.policy.challenge_ack_allowed(self, now)
-        self._count_decision(d)
         if d.verdict is Verdict.ACCEPT:
+            self._count_decision(d)
             self._last_oow_ack = now
             self._send_ack(now)
+        else:
+            self._reject(d)
 
     def _oow_allowed(self, seg: TcpSegment, now: float, counter: str) -> bool:
         d = self.policy.oow_ack_allowed(self, seg, now, counter)
@@ -1551,7 +1688,7 @@ class Connection:
             if not (seg.payload and not int(seg.flags) & F_SYN):
                 self._last_oow_ack = now
             return True
-        self._count_decision(d)
+        self._reject(d)
         return False
 
     def _emit(self, seg: TcpSegment, *, retransmit: bool = False) -> None:

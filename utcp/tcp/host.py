@@ -25,6 +25,7 @@ from utcp.tcp.seq import SEQ_MASK
 from utcp.tcp.state import TcpState
 from utcp.wire.codec import parse_ipv4
 from utcp.wire.errors import ChecksumError, WireError
+from utcp.wire.format import format_flags
 from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, TcpFlags, TcpSegment
 
 __all__ = ["Host", "Listener"]
@@ -244,7 +245,8 @@ class Host:
         config: TcpConfig | None = None,
         policy: Policy | None = None,
     ) -> Listener:
-        """Passive OPEN. Port 0 picks one (bind(0)). TcpUsageError if the address:port is taken."""
+        """Passive OPEN. Port 0 picks one (bind(0)). TcpUsageError if the address:port is taken.
+        `config` and `policy` override the host's for this listener and every connection it accepts."""
         if address != ANY and address not in self._addr_set:
             raise TcpUsageError(f"{address} is not an address of this host")
         if port == 0:
@@ -280,9 +282,13 @@ class Host:
         local_port: int = 0,
         config: TcpConfig | None = None,
         policy: Policy | None = None,
+        hold_third_ack: bool = False,
     ) -> Connection:
         """Active OPEN: a connection in SYN-SENT whose SYN is queued. local_port 0 asks the allocator
-        (connect() semantics: the 4-tuple must be unique); a given local_port must make a unique 4-tuple."""
+        (connect() semantics: the 4-tuple must be unique); a given local_port must make a unique 4-tuple.
+        `policy` overrides the host's for this connection. `hold_third_ack`: once the SYN-ACK arrives the
+        connection is ESTABLISHED but sends nothing, not even the third ACK, until
+        `Connection.release_third_ack()` (segments can be crafted meanwhile with `Connection.craft`)."""
         self._now = now
         if local_address is None:
             local_address = remote_address if remote_address in self._addr_set else self.addresses[0]
@@ -319,6 +325,7 @@ class Host:
             mtu_mss=self.mtu - 40,
             ip_id=self._new_ip_id(),
         )
+        conn._hold_third_ack = hold_third_ack
         self._register(conn)
         conn._open_active(now)
         self._reschedule(conn)
@@ -397,7 +404,9 @@ class Host:
         self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float, isn: int | None
     ) -> None:
         summary = _summary(src, dst, seg)
-        d = lst.policy.check_passive_syn((dst, seg.dst_port), (src, seg.src_port), seg, now)
+        d = lst.policy.check_passive_syn(
+            (dst, seg.dst_port), (src, seg.src_port), seg, now, via_time_wait=isn is not None
+        )
         if d.verdict is not Verdict.ACCEPT:
             if d.counter:
                 self.counters[d.counter] += 1
@@ -553,6 +562,6 @@ class Host:
 
 def _summary(src: str, dst: str, seg: TcpSegment) -> str:
     return (
-        f"{src}:{seg.src_port} > {dst}:{seg.dst_port} [{seg.flags!r}] "
+        f"{src}:{seg.src_port} > {dst}:{seg.dst_port} [{format_flags(seg.flags)}] "
         f"seq {seg.seq} ack {seg.ack} len {len(seg.payload)}"
     )
