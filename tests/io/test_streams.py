@@ -1,0 +1,122 @@
+"""UtcpStream/UtcpListener keep trio's stream and listener contracts over two in-memory utcp hosts."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from tests.io.pairs import B_ADDRESS, host_pair
+from utcp.cli.services import echo
+from utcp.io.api import UtcpListener, UtcpStream, open_tcp_listeners, open_tcp_stream
+from utcp.io.runtime import HostRuntime
+from utcp.tcp.config import TcpConfig
+
+
+async def _pair(rt_a: HostRuntime, listener: UtcpListener) -> tuple[UtcpStream, UtcpStream]:
+    client = await open_tcp_stream(rt_a, B_ADDRESS, listener.port)
+    server = await listener.accept()
+    return client, server
+
+
+async def test_check_half_closeable_stream() -> None:
+    small = TcpConfig(recv_buffer=8192, send_buffer=8192)
+    async with host_pair() as (rt_a, rt_b):
+        (listener,) = await open_tcp_listeners(rt_b, 0)
+        (small_listener,) = await open_tcp_listeners(rt_b, 0, config=small)
+
+        async def stream_maker() -> tuple[UtcpStream, UtcpStream]:
+            return await _pair(rt_a, listener)
+
+        async def clogged_stream_maker() -> tuple[UtcpStream, UtcpStream]:
+            client = await open_tcp_stream(rt_a, B_ADDRESS, small_listener.port, config=small)
+            server = await small_listener.accept()
+            # Fill both send buffers and both receive windows until nothing moves (the checks use the
+            # pair in both orientations).
+            stalled = 0
+            while stalled < 5:
+                moved = 0
+                for stream, runtime in ((client, rt_a), (server, rt_b)):
+                    conn = stream.connection
+                    if conn.send_space > 0:
+                        moved += conn.send(b"c" * conn.send_space)
+                    runtime.kick()
+                await trio.sleep(0.02)
+                stalled = stalled + 1 if moved == 0 else 0
+            return client, server
+
+        await trio.testing.check_half_closeable_stream(stream_maker, clogged_stream_maker)
+
+
+async def test_serve_listeners_runs_an_echo_server() -> None:
+    async with host_pair() as (rt_a, rt_b):
+        listeners = await open_tcp_listeners(rt_b, 7)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, echo, listeners)
+
+            async def one_client(i: int) -> None:
+                data = random.Random(i).randbytes(50_000 + i)
+                stream = await open_tcp_stream(rt_a, B_ADDRESS, 7)
+                got = bytearray()
+
+                async def sender() -> None:
+                    await stream.send_all(data)
+                    await stream.send_eof()
+
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(sender)
+                    while chunk := await stream.receive_some():
+                        got += chunk
+                await stream.aclose()
+                assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+            async with trio.open_nursery() as clients:
+                for i in range(3):
+                    clients.start_soon(one_client, i)
+            nursery.cancel_scope.cancel()
+
+
+async def test_refused_connection_raises_connection_refused() -> None:
+    async with host_pair() as (rt_a, _rt_b):
+        with pytest.raises(ConnectionRefusedError):
+            await open_tcp_stream(rt_a, B_ADDRESS, 9)
+
+
+async def test_peer_reset_raises_broken_resource_with_reason() -> None:
+    async with host_pair() as (rt_a, rt_b):
+        (listener,) = await open_tcp_listeners(rt_b, 0)
+        client, server = await _pair(rt_a, listener)
+        server.abort()
+        with pytest.raises(trio.BrokenResourceError, match="reset"):
+            await client.receive_some(10)
+        with pytest.raises(trio.BrokenResourceError):
+            await client.send_all(b"x")
+        await client.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await client.receive_some(10)
+
+
+async def test_stream_exposes_connection_and_addresses() -> None:
+    async with host_pair() as (rt_a, rt_b):
+        (listener,) = await open_tcp_listeners(rt_b, 8080)
+        client, server = await _pair(rt_a, listener)
+        assert client.getpeername() == (B_ADDRESS, 8080)
+        assert server.getpeername() == client.getsockname()
+        assert client.connection.negotiated.timestamps
+        assert server.connection.listener is listener.listener
+        await client.aclose()
+        await server.aclose()
+
+
+async def test_cancelled_connect_aborts_the_attempt() -> None:
+    async with host_pair() as (rt_a, _rt_b):
+        # No route for this address on the link: the SYN goes nowhere, the caller gives up.
+        with trio.move_on_after(0.2) as scope:
+            await open_tcp_stream(rt_a, "198.18.0.99", 80, config=dataclasses.replace(TcpConfig()))
+        assert scope.cancelled_caught
+        await trio.sleep(0.05)
+        assert not [c for c in rt_a.host.connections() if c.remote == ("198.18.0.99", 80)]

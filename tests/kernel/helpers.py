@@ -1,0 +1,50 @@
+"""Run tests/kernel/kernel_peer.py inside a namespace and collect its JSON results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from utcp.lab.netns import Namespace
+
+SCRIPT = Path(__file__).with_name("kernel_peer.py")
+KERNEL = "198.18.0.1"
+UTCP = "198.18.0.2"
+
+
+class KernelPeer:
+    """One kernel_peer.py process in `ns`, started and (if need be) ended by its PID."""
+
+    def __init__(self, ns: Namespace, *args: str) -> None:
+        self.ns = ns
+        self.proc = ns.popen(
+            [sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    async def ready(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        with trio.fail_after(20):
+            line = await trio.to_thread.run_sync(self.proc.stdout.readline, abandon_on_cancel=True)
+        if not line:
+            raise AssertionError(f"kernel peer died before it was ready: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+        return dict(json.loads(line))
+
+    async def result(self, timeout: float = 120.0) -> dict[str, Any]:
+        try:
+            out, err = await trio.to_thread.run_sync(
+                functools.partial(self.proc.communicate, timeout=timeout), abandon_on_cancel=True
+            )
+        finally:
+            self.ns.terminate(self.proc)
+        if self.proc.returncode != 0:
+            raise AssertionError(f"kernel peer exited {self.proc.returncode}: {err}")
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+    def stop(self) -> None:
+        self.ns.terminate(self.proc)

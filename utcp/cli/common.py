@@ -1,0 +1,34 @@
+"""Pieces the `utcp` subcommands share."""
+
+from __future__ import annotations
+
+import structlog
+import trio
+
+from utcp.cli.services import Handler
+from utcp.io.api import UtcpStream
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (e.g. a namespace that does not exist): exit status 2."""
+
+
+def guarded(service: Handler) -> Handler:
+    """Wrap a per-connection service so one connection's failure is logged, never fatal to a server."""
+
+    async def handle(stream: trio.abc.HalfCloseableStream) -> None:
+        log = structlog.get_logger("utcp.cli")
+        if isinstance(stream, UtcpStream):
+            log = log.bind(remote="{}:{}".format(*stream.getpeername()))
+        try:
+            await service(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.info("connection ended abnormally", error=str(exc))
+        finally:
+            await stream.aclose()
+
+    return handle

@@ -1,0 +1,339 @@
+"""The user API: trio streams and listeners over utcp connections.
+
+`UtcpStream` is a `trio.abc.HalfCloseableStream` and `UtcpListener` a `trio.abc.Listener`, so code
+written for trio's socket streams (`trio.serve_listeners`, `trio.SSLStream`, ...) runs unchanged on a
+utcp host. Errors follow trio's conventions: misuse after close is `trio.ClosedResourceError`,
+conflicting concurrent calls are `trio.BusyResourceError`, and a connection the peer or the network
+ended (RST, retransmission timeout) is `trio.BrokenResourceError` carrying the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import operator
+from typing import TYPE_CHECKING
+
+import trio
+
+from utcp.io.runtime import ConnectionWatch, HostRuntime
+from utcp.tcp.errors import (
+    ConnectionAborted,
+    ConnectionFailed,
+    ConnectionRefused,
+    ConnectionReset,
+    ConnectionTimedOut,
+    TcpUsageError,
+)
+
+if TYPE_CHECKING:
+    from utcp.policy import Policy
+    from utcp.tcp.config import TcpConfig
+    from utcp.tcp.connection import Connection
+    from utcp.tcp.host import Listener
+
+DEFAULT_RECEIVE_SIZE = 65536
+
+
+class _ConflictDetector:
+    """Raise BusyResourceError when two tasks use the same half of a stream at once."""
+
+    __slots__ = ("_held", "_message")
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._message)
+        self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._held = False
+
+
+def _broken(conn: Connection, watch: ConnectionWatch) -> trio.BrokenResourceError | None:
+    """The error a stream raises once its connection has failed, or None while it is usable."""
+    error = conn.error
+    if error is not None:
+        broken = trio.BrokenResourceError(f"connection failed: {error.reason}")
+        broken.__cause__ = error
+        return broken
+    if watch.reset_reason is not None:
+        return trio.BrokenResourceError(f"connection reset: {watch.reset_reason}")
+    return None
+
+
+class UtcpStream(trio.abc.HalfCloseableStream):
+    """A byte stream over one utcp connection. `stream.connection` exposes the engine's knobs."""
+
+    def __init__(self, runtime: HostRuntime, connection: Connection) -> None:
+        self._runtime = runtime
+        self._conn = connection
+        self._watch = runtime.watch(connection)
+        self._send_conflict = _ConflictDetector("another task is using this stream for send")
+        self._receive_conflict = _ConflictDetector("another task is using this stream for receive")
+        self._closed = False
+        self._eof_sent = False
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+    @property
+    def runtime(self) -> HostRuntime:
+        return self._runtime
+
+    def getpeername(self) -> tuple[str, int]:
+        return self._conn.remote
+
+    def getsockname(self) -> tuple[str, int]:
+        return self._conn.local
+
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        return self._conn.remote
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._conn.local
+
+    def __repr__(self) -> str:
+        (la, lp), (ra, rp) = self._conn.local, self._conn.remote
+        return f"<UtcpStream {la}:{lp} -> {ra}:{rp} {self._conn.state.name}>"
+
+    # -- sending ------------------------------------------------------------------------------------
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("stream is closed")
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            view = memoryview(data)
+            if view.ndim != 1 or view.format not in ("B", "b", "c"):
+                view = view.cast("B")
+            conn, runtime = self._conn, self._runtime
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("stream was closed while sending")
+                if self._eof_sent:
+                    raise trio.ClosedResourceError("send_eof() was called: no more sending")
+                broken = _broken(conn, self._watch)
+                if broken is not None:
+                    raise broken
+                if not view:
+                    break
+                space = conn.send_space
+                if space > 0:
+                    try:
+                        accepted = conn.send(bytes(view[:space]))
+                    except TcpUsageError as exc:
+                        raise trio.BrokenResourceError(f"connection cannot send: {exc}") from exc
+                    view = view[accepted:]
+                    runtime.kick()
+                    if accepted:
+                        continue
+                await self._watch.wait()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("stream is closed")
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            conn = self._conn
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("stream was closed while waiting")
+                if self._eof_sent or conn.send_space > 0 or _broken(conn, self._watch) is not None:
+                    break
+                await self._watch.wait()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_eof(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("stream is closed")
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if not self._eof_sent:
+                broken = _broken(self._conn, self._watch)
+                if broken is not None:
+                    raise broken
+                self._eof_sent = True
+                try:
+                    self._conn.shutdown()
+                except TcpUsageError as exc:
+                    raise trio.BrokenResourceError(f"connection cannot shut down: {exc}") from exc
+                self._runtime.kick()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    # -- receiving ----------------------------------------------------------------------------------
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is None:
+            max_bytes = DEFAULT_RECEIVE_SIZE
+        else:
+            max_bytes = operator.index(max_bytes)
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
+        if self._closed:
+            raise trio.ClosedResourceError("stream is closed")
+        with self._receive_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            conn = self._conn
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("stream was closed while receiving")
+                if conn.readable:
+                    data = conn.read(max_bytes)
+                    self._runtime.kick()  # reading opens the window: maybe a window update is due
+                    break
+                if conn.eof_received:
+                    data = b""
+                    break
+                broken = _broken(conn, self._watch)
+                if broken is not None:
+                    raise broken
+                if self._watch.closed:
+                    data = b""  # closed without error or FIN (cannot normally happen): end of stream
+                    break
+                await self._watch.wait()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    # -- closing ------------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close both directions (FIN, or RST with unread data as Linux does); never blocks for long."""
+        if not self._closed:
+            self._closed = True
+            # Already closed or failed: nothing left to tell the peer.
+            with contextlib.suppress(TcpUsageError, ConnectionFailed):
+                self._conn.close()
+            self._runtime.kick()
+            self._watch.lot.unpark_all()  # wake our own blocked calls: they raise ClosedResourceError
+        await trio.lowlevel.checkpoint()
+
+    def abort(self) -> None:
+        """Send RST now and close (SO_LINGER 0 semantics)."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(TcpUsageError, ConnectionFailed):
+                self._conn.abort()
+            self._runtime.kick()
+            self._watch.lot.unpark_all()
+
+
+class UtcpListener(trio.abc.Listener[UtcpStream]):
+    """Accepts connections from a utcp listening socket; works with `trio.serve_listeners`."""
+
+    def __init__(self, runtime: HostRuntime, listener: Listener) -> None:
+        self._runtime = runtime
+        self._listener = listener
+        self._lot = runtime.listener_lot(listener)
+        self._closed = False
+
+    @property
+    def listener(self) -> Listener:
+        return self._listener
+
+    def getsockname(self) -> tuple[str, int]:
+        return (self._listener.address, self._listener.port)
+
+    @property
+    def port(self) -> int:
+        return self._listener.port
+
+    def __repr__(self) -> str:
+        return f"<UtcpListener {self._listener.address}:{self._listener.port}>"
+
+    async def accept(self) -> UtcpStream:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("listener is closed")
+            conn = self._listener.accept()
+            if conn is not None:
+                self._runtime.kick()  # accepting may free backlog room
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return UtcpStream(self._runtime, conn)
+            await self._lot.park()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._listener.close()
+            self._runtime.kick()
+            self._runtime.forget_listener(self._listener)
+            self._lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
+def _connect_error(error: ConnectionFailed) -> OSError:
+    # The errno connect(2) would report, so callers can treat us like trio.open_tcp_stream.
+    if isinstance(error, ConnectionRefused):
+        return ConnectionRefusedError(errno.ECONNREFUSED, f"connection refused: {error.reason}")
+    if isinstance(error, ConnectionTimedOut):
+        return TimeoutError(errno.ETIMEDOUT, f"connection timed out: {error.reason}")
+    if isinstance(error, ConnectionReset):
+        return ConnectionResetError(errno.ECONNRESET, f"connection reset: {error.reason}")
+    if isinstance(error, ConnectionAborted):
+        return ConnectionAbortedError(errno.ECONNABORTED, f"connection aborted: {error.reason}")
+    return OSError(errno.ECONNABORTED, f"connection failed: {error.reason}")
+
+
+async def open_tcp_stream(
+    runtime: HostRuntime,
+    address: str,
+    port: int,
+    *,
+    local_address: str | None = None,
+    local_port: int = 0,
+    config: TcpConfig | None = None,
+    policy: Policy | None = None,
+) -> UtcpStream:
+    """Actively open a connection and wait for the handshake; OSError (errno set) if it fails."""
+    conn = runtime.host.connect(
+        address,
+        port,
+        trio.current_time(),
+        local_address=local_address,
+        local_port=local_port,
+        config=config,
+        policy=policy,
+    )
+    watch = runtime.watch(conn)
+    runtime.kick()
+    try:
+        while not watch.connected:
+            if conn.error is not None:
+                raise _connect_error(conn.error) from conn.error
+            if watch.closed:
+                raise OSError(errno.ECONNABORTED, "connection closed during the handshake")
+            await watch.wait()
+    except BaseException:
+        if conn.error is None:
+            with contextlib.suppress(TcpUsageError, ConnectionFailed):
+                conn.abort()
+            runtime.kick()
+        raise
+    return UtcpStream(runtime, conn)
+
+
+async def open_tcp_listeners(
+    runtime: HostRuntime,
+    port: int,
+    *,
+    host: str | None = "0.0.0.0",
+    backlog: int | None = 128,
+    config: TcpConfig | None = None,
+    policy: Policy | None = None,
+) -> list[UtcpListener]:
+    """Listen on `port` (0: pick one, bind(0) semantics) at `host` (None/"0.0.0.0": every address)."""
+    address = "0.0.0.0" if host in (None, "") else host
+    assert address is not None
+    if port == 0:
+        port = runtime.host.bind_port(address)
+    listener = runtime.host.listen(
+        address, port, 128 if backlog is None else backlog, config=config, policy=policy
+    )
+    await trio.lowlevel.checkpoint()
+    return [UtcpListener(runtime, listener)]

@@ -1,0 +1,469 @@
+"""The trio task that drives a sans-IO `Host` over a link (a TUN device or an in-memory link).
+
+Per docs/engine-api.md the runtime only ever calls `receive`, `packets_to_send`, `next_deadline`,
+`on_timer` and `events` (plus what the user API asks of connections). It:
+  - reads packet batches from the link and feeds `host.receive(bytes, now)` with `now = trio.current_time()`;
+  - after every batch, timer and API call, drains `host.packets_to_send(now)` and writes them;
+  - sleeps until the host's next deadline, new input, or a `kick()` from the user API;
+  - hands events to the streams/listeners waiting on them and logs them with structlog, bound to the
+    connection's 4-tuple (the library never configures structlog);
+  - optionally writes a pcap of what the host receives and sends, and applies an in-process
+    impairment (loss, reordering, duplication, delay) to either direction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import structlog
+import trio
+
+from utcp.tcp.events import (
+    Closed,
+    Connected,
+    DataReceived,
+    EofReceived,
+    Event,
+    Reset,
+    SegmentDropped,
+    SendSpace,
+)
+from utcp.tcp.state import TcpState
+from utcp.wire import codec
+from utcp.wire.pcap import PcapWriter
+
+if TYPE_CHECKING:
+    from utcp.tcp.connection import Connection
+    from utcp.tcp.host import Host, Listener
+    from utcp.wire.packet import IPv4Packet
+
+TX_BACKLOG_LIMIT = 10_000  # packets held while the link would block; beyond it, tail drop
+LINGER = 2.0  # seconds __aexit__ lets orphaned connections finish their FIN exchange
+# States in which a connection still has something to exchange with its peer (not TIME_WAIT/CLOSED).
+_ACTIVE_STATES = frozenset(
+    {
+        TcpState.SYN_SENT,
+        TcpState.SYN_RECEIVED,
+        TcpState.ESTABLISHED,
+        TcpState.FIN_WAIT_1,
+        TcpState.FIN_WAIT_2,
+        TcpState.CLOSE_WAIT,
+        TcpState.CLOSING,
+        TcpState.LAST_ACK,
+    }
+)
+
+
+class Link(Protocol):
+    """What the runtime needs from a device: batches in, packets out without blocking."""
+
+    mtu: int
+
+    async def receive_batch(self) -> list[bytes]: ...
+
+    def try_send(self, data: bytes) -> bool: ...
+
+    async def wait_writable(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PacketImpairment(Protocol):
+    """utcp.sim.impair.RandomImpairment's shape: a packet in, (delivery time, packet) pairs out."""
+
+    def apply(self, packet: Any, now: float, /) -> list[tuple[float, Any]]: ...
+
+
+class PacketSink(Protocol):
+    def write(self, data: bytes, timestamp: float) -> None: ...
+
+
+def four_tuple(conn: Connection) -> dict[str, str]:
+    (laddr, lport), (raddr, rport) = conn.local, conn.remote
+    return {"local": f"{laddr}:{lport}", "remote": f"{raddr}:{rport}"}
+
+
+class ConnectionWatch:
+    """What the runtime knows about a connection someone is waiting on, plus where they wait."""
+
+    __slots__ = ("closed", "conn", "connected", "log", "lot", "reset_reason")
+
+    def __init__(self, conn: Connection, log: Any) -> None:
+        self.conn = conn
+        self.lot = trio.lowlevel.ParkingLot()
+        self.connected = conn.state not in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED, TcpState.CLOSED)
+        self.reset_reason: str | None = None
+        self.closed = False
+        self.log = log
+
+    async def wait(self) -> None:
+        await self.lot.park()
+
+
+class HostRuntime:
+    """Drives a `Host` on a link; an async context manager that owns the driving tasks.
+
+    `tap(direction, raw, now)`, if given, sees every packet the host receives ("in") or sends ("out").
+    `async with HostRuntime(host, link) as rt:` then use `utcp.io.open_tcp_stream(rt, ...)` and
+    `utcp.io.open_tcp_listeners(rt, ...)`. On exit, orphaned connections get `linger` seconds to finish
+    their close, the rest are aborted (RST), the link is closed (if `close_link`) and the pcap flushed.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        link: Link,
+        *,
+        pcap: str | os.PathLike[str] | IO[bytes] | None = None,
+        impair_inbound: PacketImpairment | None = None,
+        impair_outbound: PacketImpairment | None = None,
+        close_link: bool = True,
+        linger: float = LINGER,
+        logger: Any = None,
+        tap: Callable[[str, bytes, float], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.tap = tap
+        self.link = link
+        self.linger = linger
+        self.stats: Counter[str] = Counter()
+        self._pcap_spec = pcap
+        self._pcap: PacketSink | None = None
+        self._pcap_file: IO[bytes] | None = None
+        self._impair_in = impair_inbound
+        self._impair_out = impair_outbound
+        self._close_link = close_link
+        self._log = logger if logger is not None else structlog.get_logger("utcp.io")
+        self._watches: dict[int, ConnectionWatch] = {}
+        self._listener_lots: dict[int, trio.lowlevel.ParkingLot] = {}
+        self._wakeup = trio.lowlevel.ParkingLot()
+        self._sleep_until = math.inf
+        self._delayed_in: list[tuple[float, int, Any]] = []
+        self._delayed_out: list[tuple[float, int, Any]] = []
+        self._tiebreak = itertools.count()
+        self._tx_backlog: list[bytes] = []
+        self._tx_lot = trio.lowlevel.ParkingLot()
+        self._wall_offset = 0.0
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._running = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def __aenter__(self) -> HostRuntime:
+        self._wall_offset = time.time() - trio.current_time()
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            stack.callback(self._close_resources)
+            self._open_pcap()
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            self._nursery = nursery
+            nursery.start_soon(self._reader_task, name=f"utcp-reader-{id(self):x}")
+            nursery.start_soon(self._driver_task, name=f"utcp-driver-{id(self):x}")
+            nursery.start_soon(self._writer_task, name=f"utcp-writer-{id(self):x}")
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        assert stack is not None
+        try:
+            if exc is None:
+                await self._linger()
+        except BaseException as linger_exc:
+            self._shutdown()
+            if await self._close_stack(stack, linger_exc):
+                return None
+            raise
+        self._shutdown()
+        return await self._close_stack(stack, exc)
+
+    @staticmethod
+    async def _close_stack(stack: contextlib.AsyncExitStack, exc: BaseException | None) -> bool:
+        """Unwind the nursery; the body's own exception comes out as itself, not in an ExceptionGroup."""
+        try:
+            return bool(
+                await stack.__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+            )
+        except BaseExceptionGroup as group:
+            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                return False  # re-raised by the `async with` statement unchanged
+            raise
+
+    def _shutdown(self) -> None:
+        self._abort_all()
+        self._running = False
+        self._nursery.cancel_scope.cancel()
+
+    async def _linger(self) -> None:
+        # Give orphaned connections a moment to deliver queued data and finish the FIN exchange.
+        with trio.move_on_after(self.linger):
+            while any(c.state in _ACTIVE_STATES for c in self.host.connections()):
+                self.kick()
+                await trio.sleep(0.01)
+
+    def _abort_all(self) -> None:
+        for conn in self.host.connections():
+            if conn.state in _ACTIVE_STATES:
+                with contextlib.suppress(Exception):
+                    conn.abort()
+        with contextlib.suppress(Exception):
+            self._pump(trio.current_time())
+
+    def _open_pcap(self) -> None:
+        spec = self._pcap_spec
+        if spec is None:
+            return
+        if isinstance(spec, str | os.PathLike):
+            self._pcap_file = open(spec, "wb")  # noqa: SIM115 (closed in _close_resources)
+            self._pcap = PcapWriter(self._pcap_file)
+        else:
+            self._pcap = PcapWriter(spec)
+
+    def _close_resources(self) -> None:
+        try:
+            if self._close_link:
+                self.link.close()
+        finally:
+            if self._pcap_file is not None:
+                self._pcap_file.close()
+                self._pcap_file = None
+            elif self._pcap_spec is not None and hasattr(self._pcap_spec, "flush"):
+                self._pcap_spec.flush()
+
+    # -- what the user API uses ---------------------------------------------------------------------
+    def kick(self) -> None:
+        """Something changed (an API call): let the driver drain packets and re-arm timers now."""
+        self._wakeup.unpark_all()
+
+    def watch(self, conn: Connection) -> ConnectionWatch:
+        """Start routing `conn`'s events to a ParkingLot its stream waits on."""
+        key = id(conn)
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = ConnectionWatch(conn, self._log.bind(**four_tuple(conn)))
+            self._watches[key] = watch
+        return watch
+
+    def listener_lot(self, listener: Listener) -> trio.lowlevel.ParkingLot:
+        return self._listener_lots.setdefault(id(listener), trio.lowlevel.ParkingLot())
+
+    def forget_listener(self, listener: Listener) -> None:
+        lot = self._listener_lots.pop(id(listener), None)
+        if lot is not None:
+            lot.unpark_all()
+
+    def wall_time(self, now: float) -> float:
+        """Map trio time to wall-clock seconds (pcap timestamps, printed lines)."""
+        return now + self._wall_offset
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- tasks --------------------------------------------------------------------------------------
+    async def _reader_task(self) -> None:
+        link = self.link
+        while True:
+            try:
+                batch = await link.receive_batch()
+            except (trio.ClosedResourceError, trio.EndOfChannel):
+                return
+            now = trio.current_time()
+            self.stats["batches_in"] += 1
+            impair = self._impair_in
+            for data in batch:
+                self.stats["packets_in"] += 1
+                self.stats["bytes_in"] += len(data)
+                if impair is None:
+                    self._deliver(data, now)
+                else:
+                    self._schedule(self._delayed_in, impair.apply(data, now), now, self._deliver)
+            self._pump(now)
+            self._maybe_wake_driver()
+
+    async def _driver_task(self) -> None:
+        while True:
+            now = trio.current_time()
+            self._pump(now)
+            wake_at = self._next_wakeup()
+            if wake_at is not None and wake_at <= now:
+                # A deadline that is already due after on_timer ran: do not spin (engine bug guard).
+                self.stats["timer_spins"] += 1
+                wake_at = now + 0.001
+            self._sleep_until = math.inf if wake_at is None else wake_at
+            with trio.move_on_at(self._sleep_until):
+                await self._wakeup.park()
+            self._sleep_until = -math.inf
+
+    async def _writer_task(self) -> None:
+        # Only runs when the link pushed back (EAGAIN): drains the backlog in order.
+        while True:
+            while not self._tx_backlog:
+                await self._tx_lot.park()
+            try:
+                await self.link.wait_writable()
+            except trio.ClosedResourceError:
+                return
+            backlog = self._tx_backlog
+            sent = 0
+            while sent < len(backlog) and self.link.try_send(backlog[sent]):
+                sent += 1
+            del backlog[:sent]
+
+    # -- the pump -----------------------------------------------------------------------------------
+    def _next_wakeup(self) -> float | None:
+        candidates = [self.host.next_deadline()]
+        if self._delayed_in:
+            candidates.append(self._delayed_in[0][0])
+        if self._delayed_out:
+            candidates.append(self._delayed_out[0][0])
+        present = [t for t in candidates if t is not None]
+        return min(present) if present else None
+
+    def _maybe_wake_driver(self) -> None:
+        wake_at = self._next_wakeup()
+        if wake_at is not None and wake_at < self._sleep_until:
+            self._wakeup.unpark_all()
+
+    def _pump(self, now: float) -> None:
+        """Deliver due delayed input, fire due timers, send what is ready, dispatch events."""
+        host = self.host
+        delayed_in = self._delayed_in
+        while delayed_in and delayed_in[0][0] <= now:
+            self._deliver(heapq.heappop(delayed_in)[2], now)
+        deadline = host.next_deadline()
+        if deadline is not None and deadline <= now:
+            host.on_timer(now)
+        packets = host.packets_to_send(now)
+        if packets:
+            self._transmit(packets, now)
+        delayed_out = self._delayed_out
+        while delayed_out and delayed_out[0][0] <= now:
+            self._link_send(heapq.heappop(delayed_out)[2])
+        events = host.events()
+        if events:
+            self._dispatch(events)
+
+    def _deliver(self, data: Any, now: float) -> None:
+        raw = data if isinstance(data, bytes | bytearray) else codec.build_ipv4(data)
+        raw = bytes(raw)
+        if self._pcap is not None:
+            self._pcap.write(raw, self.wall_time(now))
+        if self.tap is not None:
+            self.tap("in", raw, now)
+        try:
+            self.host.receive(raw, now)
+        except Exception:
+            # The engine must count and drop bad input itself; if it raises, one packet is lost, not
+            # the whole host. Counted so tests notice.
+            self.stats["receive_errors"] += 1
+            self._log.exception("engine raised on receive", packet=raw[:64].hex())
+
+    def _transmit(self, packets: Iterable[IPv4Packet], now: float) -> None:
+        build = codec.build_ipv4
+        pcap = self._pcap
+        impair = self._impair_out
+        for pkt in packets:
+            raw = build(pkt)
+            self.stats["packets_out"] += 1
+            self.stats["bytes_out"] += len(raw)
+            if pcap is not None:
+                pcap.write(raw, self.wall_time(now))
+            if self.tap is not None:
+                self.tap("out", raw, now)
+            if impair is None:
+                self._link_send(raw)
+            else:
+                self._schedule(self._delayed_out, impair.apply(raw, now), now, self._link_send_at)
+
+    def _link_send_at(self, raw: Any, now: float) -> None:
+        self._link_send(raw)
+
+    def _schedule(
+        self, heap: list[tuple[float, int, Any]], plan: list[tuple[float, Any]], now: float, act: Any
+    ) -> None:
+        if not plan:
+            self.stats["impair_dropped"] += 1
+        for at, pkt in plan:
+            if at <= now:
+                act(pkt, now)
+            else:
+                heapq.heappush(heap, (at, next(self._tiebreak), pkt))
+
+    def _link_send(self, raw: Any) -> None:
+        if not isinstance(raw, bytes | bytearray):
+            raw = codec.build_ipv4(raw)
+        if self.link_closed():
+            return
+        if self._tx_backlog:
+            self._queue_backlog(raw)
+            return
+        try:
+            ok = self.link.try_send(raw)
+        except trio.ClosedResourceError:
+            return
+        if not ok:
+            self._queue_backlog(raw)
+
+    def link_closed(self) -> bool:
+        return bool(getattr(self.link, "closed", False))
+
+    def _queue_backlog(self, raw: bytes) -> None:
+        if len(self._tx_backlog) >= TX_BACKLOG_LIMIT:
+            self.stats["tx_backlog_dropped"] += 1
+            return
+        self._tx_backlog.append(raw)
+        self._tx_lot.unpark_all()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        watches = self._watches
+        for event in events:
+            if isinstance(event, SegmentDropped):
+                self._log.debug(
+                    "segment dropped", reason=event.reason, counter=event.counter, summary=event.summary
+                )
+                continue
+            conn = event.connection
+            watch = watches.get(id(conn))
+            if isinstance(event, DataReceived | SendSpace):
+                if watch is not None:
+                    watch.lot.unpark_all()
+                continue
+            log = watch.log if watch is not None else self._log.bind(**four_tuple(conn))
+            if isinstance(event, Connected):
+                log.info("connected", passive=event.listener is not None)
+                listener = event.listener if event.listener is not None else conn.listener
+                if listener is not None:
+                    lot = self._listener_lots.get(id(listener))
+                    if lot is not None:
+                        lot.unpark_all()
+                if watch is not None:
+                    watch.connected = True
+            elif isinstance(event, EofReceived):
+                log.info("eof received")
+            elif isinstance(event, Reset):
+                log.info("reset", reason=event.reason)
+                if watch is not None:
+                    watch.reset_reason = event.reason
+            elif isinstance(event, Closed):
+                log.info("closed")
+                if watch is not None:
+                    watch.closed = True
+                    del watches[id(conn)]
+            if watch is not None:
+                watch.lot.unpark_all()

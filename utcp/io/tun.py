@@ -1,0 +1,163 @@
+"""A TUN device (IFF_TUN | IFF_NO_PI) created inside a network namespace, read and written from trio.
+
+The device is created by python-pytun on a dedicated thread that has `setns`'d into the target
+namespace, so the interface, its address and its connected route exist only there; the file
+descriptor stays usable from the main thread afterwards. The kernel end of the link gets `address`
+(e.g. 198.18.0.1/24); the userspace host answers for another address of that prefix (198.18.0.2),
+which the kernel reaches through the device's connected route. Closing the fd removes the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+from pathlib import Path
+
+import pytun
+import trio
+
+from utcp.lab.netns import NETNS_DIR, run_in_namespace
+
+DEFAULT_NAME = "utcp%d"  # the kernel fills in %d
+READ_SIZE = 65536  # no IFF_VNET_HDR: the kernel segments for us, but be generous
+MAX_BATCH = 256  # packets drained per wakeup, so one busy device cannot starve the scheduler
+
+
+class TunError(OSError):
+    """The TUN device could not be created or configured."""
+
+
+def _netns_path(netns: str | os.PathLike[str]) -> Path:
+    path = Path(netns)
+    return path if path.is_absolute() else NETNS_DIR / path
+
+
+def _configure(
+    name: str, interface: ipaddress.IPv4Interface, mtu: int, disable_ipv6: bool
+) -> pytun.TunTapDevice:
+    # Runs on a thread inside the target namespace: the ioctl sockets pytun opens and /proc/sys/net
+    # both resolve to the calling thread's namespace.
+    dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+    try:
+        if disable_ipv6:
+            # Before `up`: otherwise addrconf starts router solicitations on the device.
+            knob = Path(f"/proc/sys/net/ipv6/conf/{dev.name}/disable_ipv6")
+            if knob.exists():
+                knob.write_text("1")
+        dev.mtu = mtu
+        dev.addr = str(interface.ip)
+        dev.netmask = str(interface.netmask)
+        dev.up()
+    except BaseException:
+        dev.close()
+        raise
+    return dev
+
+
+class TunDevice:
+    """A non-blocking TUN fd with batch reads for trio. Use `TunDevice.open(...)` to create one."""
+
+    def __init__(self, device: pytun.TunTapDevice, *, mtu: int, netns: Path | None) -> None:
+        self._device = device
+        self._fd: int = device.fileno()
+        self.name: str = device.name
+        self.mtu = mtu
+        self.netns = netns
+        self.closed = False
+        self.non_ipv4_dropped = 0
+        os.set_blocking(self._fd, False)
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        address: str,
+        netns: str | os.PathLike[str] | None = None,
+        name: str = DEFAULT_NAME,
+        mtu: int = 1500,
+        disable_ipv6: bool = True,
+    ) -> TunDevice:
+        """Create the device in `netns` (a name under /run/netns or a path; None: the current one).
+
+        `address` is the *kernel's* address with its prefix, e.g. "198.18.0.1/24".
+        """
+        interface = ipaddress.IPv4Interface(address)
+        if interface.network.prefixlen == 32:
+            raise ValueError(f"{address}: the kernel end needs a prefix that also covers the utcp host")
+        if len(name.replace("%d", "0")) > 15:
+            raise ValueError(f"interface name {name!r} is longer than IFNAMSIZ-1 (15)")
+        try:
+            if netns is None:
+                dev = _configure(name, interface, mtu, disable_ipv6)
+                path = None
+            else:
+                path = _netns_path(netns)
+                if not path.exists():
+                    raise TunError(errno.ENOENT, f"network namespace {os.fspath(netns)!r} does not exist")
+                dev = run_in_namespace(path, _configure, name, interface, mtu, disable_ipv6)
+        except pytun.Error as exc:
+            raise TunError(errno.EIO, f"cannot create TUN device: {exc}") from exc
+        return cls(dev, mtu=mtu, netns=path)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    async def receive_batch(self, max_packets: int = MAX_BATCH) -> list[bytes]:
+        """Wait for at least one IPv4 packet, then return every packet already queued (up to a limit).
+
+        Non-IPv4 frames (version nibble != 4) are counted in `non_ipv4_dropped` and skipped.
+        """
+        batch: list[bytes] = []
+        while not batch:
+            if self.closed:
+                raise trio.ClosedResourceError("TUN device closed")
+            await trio.lowlevel.wait_readable(self._fd)
+            while len(batch) < max_packets:
+                try:
+                    data = os.read(self._fd, READ_SIZE)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if self.closed or exc.errno == errno.EBADF:
+                        raise trio.ClosedResourceError("TUN device closed") from None
+                    raise
+                if not data or data[0] >> 4 != 4:
+                    self.non_ipv4_dropped += 1
+                    continue
+                batch.append(data)
+        return batch
+
+    def try_send(self, data: bytes) -> bool:
+        """Write one packet without blocking; False when the device would block (caller retries)."""
+        if self.closed:
+            raise trio.ClosedResourceError("TUN device closed")
+        try:
+            os.write(self._fd, data)
+        except BlockingIOError:
+            return False
+        return True
+
+    async def wait_writable(self) -> None:
+        await trio.lowlevel.wait_writable(self._fd)
+
+    async def send(self, data: bytes) -> None:
+        """Write one packet, waiting while the device would block."""
+        while not self.try_send(data):
+            await self.wait_writable()
+
+    def close(self) -> None:
+        """Close the fd; the kernel removes the (non-persistent) device with it."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            trio.lowlevel.notify_closing(self._fd)
+        self._device.close()
+
+    def __enter__(self) -> TunDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,244 @@
+"""Network namespaces for the lab: create, enter, run things inside, read counters, delete.
+
+Everything goes through `ip netns` (the namespace is a bind mount under /run/netns, so `ip netns exec`,
+`nsenter` and humans all see it) plus `setns(2)` on dedicated threads for code that must run inside
+(opening a TUN device, creating kernel sockets). The root namespace's addresses and routes are never
+touched: a `Namespace` only configures itself and the interfaces created inside it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+NETNS_DIR = Path("/run/netns")
+NAME_PREFIX = "utcp-"
+CLONE_NEWNET = 0x40000000  # <linux/sched.h>
+
+T = TypeVar("T")
+
+
+class NamespaceError(RuntimeError):
+    """A namespace could not be created, entered or configured."""
+
+
+def unique_name(prefix: str = NAME_PREFIX) -> str:
+    """`utcp-<pid>-<random>`: unique across concurrent test workers and leftover runs."""
+    return f"{prefix}{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    # Python 3.11 has no os.setns; call libc directly. Affects the calling thread only.
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NamespaceError(f"setns failed: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def entered(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Move the *calling thread* into the network namespace at `path`, and back on exit.
+
+    Only for threads that nobody else reuses (see `run_in_namespace`): if restoring fails the thread
+    must die rather than run unrelated code in the wrong namespace.
+    """
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(os.fspath(path), os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+
+
+def run_in_namespace(path: str | os.PathLike[str], fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` on a fresh thread moved into the namespace; return its result or raise its error.
+
+    A fresh thread (never a pooled one such as trio's thread cache) so the namespace switch cannot leak
+    into unrelated work. File descriptors it opens (sockets, TUN devices) stay bound to that namespace and
+    remain usable from any thread afterwards.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with entered(path):
+                result.append(fn(*args))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=body, name="utcp-setns", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def parse_nstat_json(text: str) -> dict[str, int]:
+    """`nstat -j` output -> {Linux counter name: value} (e.g. TcpExtPAWSEstab)."""
+    data = json.loads(text)
+    counters: dict[str, int] = {}
+    for group in data.values():
+        if isinstance(group, dict):
+            for name, value in group.items():
+                counters[name] = int(value)
+    return counters
+
+
+class Namespace:
+    """A network namespace, created on `create()` / `with`, deleted on `delete()` even after errors.
+
+    `Namespace(name, owned=False)` attaches to an existing namespace (it is then never deleted
+    by us, and nothing but the interfaces we add is configured).
+    """
+
+    def __init__(self, name: str | None = None, *, owned: bool = True, disable_ipv6: bool = True) -> None:
+        self.name = name if name is not None else unique_name()
+        self.owned = owned
+        self._disable_ipv6 = disable_ipv6
+        self._created = False
+        self._processes: dict[int, subprocess.Popen[Any]] = {}
+        self._atexit: Callable[[], None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return NETNS_DIR / self.name
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def create(self) -> Namespace:
+        if not self.owned:
+            if not self.exists():
+                raise NamespaceError(f"network namespace {self.name!r} does not exist")
+            return self
+        proc = subprocess.run(["ip", "netns", "add", self.name], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise NamespaceError(f"ip netns add {self.name}: {proc.stderr.strip()}")
+        self._created = True
+        self._atexit = self.delete
+        atexit.register(self._atexit)
+        try:
+            if self._disable_ipv6:
+                # New interfaces inherit `default`: no IPv6 router solicitations from our devices.
+                self.sysctl("net.ipv6.conf.default.disable_ipv6", "1", missing_ok=True)
+                self.sysctl("net.ipv6.conf.all.disable_ipv6", "1", missing_ok=True)
+            self.ip("link", "set", "lo", "up")
+        except BaseException:
+            self.delete()
+            raise
+        return self
+
+    def delete(self) -> None:
+        """Terminate the processes we started in here (by PID), then remove the namespace."""
+        self.terminate_processes()
+        if self._atexit is not None:
+            atexit.unregister(self._atexit)
+            self._atexit = None
+        if self._created:
+            self._created = False
+            subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
+
+    def __enter__(self) -> Namespace:
+        return self.create()
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+    # -- running things inside ----------------------------------------------------------------------
+    def argv(self, command: Sequence[str]) -> list[str]:
+        """The argv that runs `command` inside this namespace (for subprocess or trio.run_process)."""
+        return ["ip", "netns", "exec", self.name, *command]
+
+    def run(
+        self, command: Sequence[str], *, check: bool = True, timeout: float | None = 60.0, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        proc = subprocess.run(self.argv(command), timeout=timeout, check=False, **kwargs)
+        if check and proc.returncode != 0:
+            raise NamespaceError(
+                f"{' '.join(command)} in {self.name} exited {proc.returncode}: {(proc.stderr or '').strip()}"
+            )
+        return proc
+
+    def popen(self, command: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start `command` inside; tracked by PID and terminated on `delete()` if still running."""
+        proc: subprocess.Popen[Any] = subprocess.Popen(self.argv(command), **kwargs)
+        self._processes[proc.pid] = proc
+        return proc
+
+    def terminate(self, proc: subprocess.Popen[Any], *, timeout: float = 3.0) -> int:
+        """SIGTERM then, after `timeout`, SIGKILL this one process (by its PID); return its exit code."""
+        self._processes.pop(proc.pid, None)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return proc.returncode
+
+    def terminate_processes(self) -> None:
+        for proc in list(self._processes.values()):
+            self.terminate(proc)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in this namespace on a dedicated thread (blocking)."""
+        return run_in_namespace(self.path, fn, *args)
+
+    # -- configuration and observation --------------------------------------------------------------
+    def ip(self, *args: str) -> str:
+        return self.run(["ip", *args]).stdout
+
+    def sysctl(self, name: str, value: str | int, *, missing_ok: bool = False) -> None:
+        proc = self.run(["sysctl", "-q", "-w", f"{name}={value}"], check=False)
+        if proc.returncode != 0 and not (missing_ok and "No such file" in (proc.stderr or "")):
+            raise NamespaceError(f"sysctl {name}={value} in {self.name}: {(proc.stderr or '').strip()}")
+
+    def sysctl_get(self, name: str) -> str:
+        return self.run(["sysctl", "-n", name]).stdout.strip()
+
+    def nstat(self) -> dict[str, int]:
+        """Absolute SNMP/netstat counters of this namespace, by Linux name (TcpExtPAWSEstab, TcpInSegs).
+
+        `-a` ignores and `-s` never writes nstat's history file, so readings are absolute and calls
+        from different namespaces cannot disturb each other.
+        """
+        return parse_nstat_json(self.run(["nstat", "-a", "-s", "-z", "-j"]).stdout)
+
+
+@contextlib.contextmanager
+def netns(name: str | None = None, *, disable_ipv6: bool = True) -> Iterator[Namespace]:
+    """A fresh namespace for the duration of the block, deleted on any exit (errors, Ctrl-C)."""
+    ns = Namespace(name, disable_ipv6=disable_ipv6)
+    ns.create()
+    try:
+        yield ns
+    finally:
+        ns.delete()
