@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from utcp.tcp.host import Host
-
 from utcp.io.memory import memory_link_pair
 from utcp.io.runtime import HostRuntime
 from utcp.tcp.config import TcpConfig
+from utcp.tcp.host import Host
 
 A_ADDRESS = "198.18.0.1"
 B_ADDRESS = "198.18.0.2"

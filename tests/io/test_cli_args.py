@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
 from utcp.cli.main import load_policy, main
+from utcp.policy import PRESETS
 
 BASE = ["peer", "--netns", "utcp-no-such-namespace-here", "--listen", "7"]
 
@@ -55,5 +57,23 @@ def test_console_entry_point_exits_2_on_bad_arguments() -> None:
 
 
 def test_policy_can_be_named_by_module_path() -> None:
-    obj = load_policy("collections:OrderedDict")
-    assert type(obj).__name__ == "OrderedDict"
+    obj = load_policy("tests.policy.userpolicies:TrustingRsts")
+    assert type(obj).__name__ == "TrustingRsts"
+
+
+def test_a_class_that_is_not_a_policy_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["peer", "--netns", "x", "--listen", "7", "--policy", "collections:OrderedDict"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "not a utcp.policy.Policy" in err, err
+
+
+def test_policies_lists_every_preset_and_knob(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policies", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in listing["presets"]] == list(PRESETS)
+    knob_names = {k["name"] for k in listing["knobs"]}
+    assert {"paws", "paws_window", "rfc1337", "tw_recycle"} <= knob_names
+    assert main(["policies"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in PRESETS)

@@ -1,15 +1,16 @@
-"""The `utcp` command: `peer` (serve on a TUN in a namespace), `connect` (nc over utcp), `demo`."""
+"""The `utcp` command: `peer` (serve on a TUN in a namespace), `connect` (nc over utcp), `policies`,
+`demo`."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import ipaddress
+import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from utcp.cli.commands import run_connect, run_peer
 from utcp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError
@@ -17,6 +18,7 @@ from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
 from utcp.io.stack import split_addresses
 from utcp.lab.netns import Namespace
+from utcp.policy import PRESETS, Policy, describe_knobs, describe_policies, resolve_policy
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -63,25 +65,16 @@ def _mtu(text: str) -> int:
     return value
 
 
-POLICY_PRESETS = {"linux": "utcp.policy:LinuxPolicy"}
-
-
-def load_policy(name: str) -> Any:
-    """`linux` or `package.module:Name` (a class is instantiated without arguments)."""
-    spec = POLICY_PRESETS.get(name, name)
-    if ":" not in spec:
-        known = ", ".join(sorted(POLICY_PRESETS))
-        raise UsageError(f"unknown policy {name!r} (known: {known}; or give package.module:Name)")
-    module_name, _, attr = spec.partition(":")
+def load_policy(spec: str) -> Policy:
+    """A preset name or `package.module:Name`, resolved by utcp.policy.resolve_policy."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(
+            os.getcwd()
+        )  # a user's policy module in the current directory, as `python -m` finds it
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"policy {name!r}: cannot import {module_name}: {exc}") from None
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        raise UsageError(f"policy {name!r}: {module_name} has no {attr!r}") from None
-    return obj() if isinstance(obj, type) else obj
+        return resolve_policy(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", type=_interface, default="198.18.0.2/24", help="utcp's address/prefix")
         p.add_argument("--peer-address", type=_address, default="198.18.0.1", help="the kernel end's address")
         p.add_argument("--mtu", type=_mtu, default=1500)
-        p.add_argument("--policy", default="linux", help="linux, or package.module:Name")
+        p.add_argument(
+            "--policy", default="linux", help=f"{'|'.join(PRESETS)}, or package.module:Name (a user policy)"
+        )
         p.add_argument("--pcap", help="write what the utcp host sends and receives to this pcap file")
         p.add_argument("--seed", type=int, help="seed ISNs, ports and timestamp offsets")
 
@@ -111,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the handshake")
     connect.add_argument("host", type=_address)
     connect.add_argument("port", type=_port)
+
+    policies = sub.add_parser("policies", parents=[common], help="list policy presets and their knobs")
+    policies.add_argument("--json", action="store_true", help="machine-readable output")
 
     demo = sub.add_parser("demo", parents=[common], help="a kernel client talks to a utcp server, traced")
     demo.add_argument("--bytes", type=int, default=20000, dest="nbytes", help="size of the HTTP download")
@@ -129,6 +127,22 @@ def _check_tun_args(args: argparse.Namespace) -> None:
         raise UsageError(f"network namespace {args.netns!r} does not exist (create it: ip netns add NAME)")
 
 
+def show_policies(*, as_json: bool) -> int:
+    presets, knobs = describe_policies(), describe_knobs()
+    if as_json:
+        print(json.dumps({"presets": presets, "knobs": knobs}, indent=2, sort_keys=True))
+        return 0
+    for preset in presets:
+        print(f"{preset['name']:<18} {preset['summary']}")
+    names = [preset["name"] for preset in presets]
+    print()
+    print("knob".ljust(28) + "".join(name.ljust(18) for name in names))
+    for knob in knobs:
+        values = "".join(str(knob["presets"][name]).ljust(18) for name in names)
+        print(f"{knob['name']:<28}{values}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -140,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_peer(args)
         if args.command == "connect":
             return run_connect(args)
+        if args.command == "policies":
+            return show_policies(as_json=args.json)
         return run_demo(args)
     except UsageError as exc:
         print(f"utcp {args.command}: error: {exc}", file=sys.stderr)
