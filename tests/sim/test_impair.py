@@ -98,3 +98,17 @@ def test_combined_statistics() -> None:
 def test_bad_configs_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Impairment(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_keyed_impairment_gives_the_same_packet_the_same_fate_whatever_came_before() -> None:
+    config = Impairment(loss=0.3, duplicate=0.2, reorder=0.2, seed=7)
+    first = RandomImpairment(config, key=lambda p: p)
+    second = RandomImpairment(config, key=lambda p: p)
+    for other in range(50):  # the second run sends other packets in between
+        second.apply(1000 + other, 0.0)
+    fates = [len(first.apply(n, 0.0)) for n in range(200)]
+    assert fates == [len(second.apply(n, 0.0)) for n in range(200)]
+    assert {0, 1, 2} <= set(fates)
+    # a retransmission of the same packet draws anew, so a lost packet is not lost forever
+    retries = [len(first.apply(n, 0.0)) for n in range(200) if fates[n] == 0]
+    assert any(retries)

@@ -10,6 +10,7 @@ Like Linux netem, but with reordering made explicit: a "reordered" packet is hel
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -69,9 +70,20 @@ class ImpairmentStats:
 class RandomImpairment(Generic[P]):
     """Applies an `Impairment` with its own seeded `random.Random`; keeps counts in `.stats`."""
 
-    def __init__(self, config: Impairment, *, salt: str = "") -> None:
-        """`salt` separates the random streams of impairments sharing one config (e.g. two directions)."""
+    def __init__(
+        self, config: Impairment, *, salt: str = "", key: Callable[[P], Hashable] | None = None
+    ) -> None:
+        """`salt` separates the random streams of impairments sharing one config (e.g. two directions).
+
+        `key` makes a packet's fate depend on what it is rather than on its place in the stream: the draws
+        for a packet come from (seed, salt, key(packet), how often that key was seen). Two runs that send
+        the same data then lose, reorder and duplicate the same original segments even when their
+        algorithms send different packets in between, which is what an A/B comparison needs.
+        """
         self.config = config
+        self._salt = salt
+        self._key = key
+        self._seen: dict[Hashable, int] = {}
         self._rng = random.Random(f"{config.seed}/{salt}") if config.seed is not None else random.Random()
         self.stats = ImpairmentStats()
         self._last_in_order = float("-inf")  # latest delivery time given to a non-reordered packet
@@ -80,6 +92,11 @@ class RandomImpairment(Generic[P]):
         """Delivery times for `packet` sent at `now`, earliest first; empty when it is dropped."""
         cfg = self.config
         rng = self._rng
+        if self._key is not None:
+            key = self._key(packet)
+            nth = self._seen.get(key, 0)
+            self._seen[key] = nth + 1
+            rng.seed(f"{cfg.seed}/{self._salt}/{key!r}/{nth}")
         self.stats.packets += 1
         if cfg.loss and rng.random() < cfg.loss:
             self.stats.dropped += 1
