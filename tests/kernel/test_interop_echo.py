@@ -20,7 +20,7 @@ from utcp.tcp.config import TcpConfig
 
 MB = 2**20
 BULK = 50 * MB
-IMPAIRED = 16 * MB  # enough segments that SACK's advantage stands well clear of run-to-run noise
+IMPAIRED = BULK  # must-show 2: the same 50 MB transfers, over the impaired path
 PATH = Impairment(loss=0.02, reorder=0.02, duplicate=0.01, reorder_delay=0.003)
 
 Runner = Callable[..., Awaitable[Transfer]]
