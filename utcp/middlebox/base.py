@@ -17,20 +17,10 @@ from typing import Protocol, runtime_checkable
 from utcp.wire.codec import parse_ipv4
 from utcp.wire.errors import ChecksumError, WireError
 from utcp.wire.packet import (
-    Eol,
     IPv4Packet,
-    Mss,
-    Nop,
-    Sack,
-    SackPermitted,
     TcpFlags,
-    TcpOption,
     TcpSegment,
-    Timestamps,
-    Toa,
-    ToaV6,
-    UnknownOption,
-    WindowScale,
+    options_length,
 )
 
 __all__ = [
@@ -155,34 +145,6 @@ def coerce_packet(packet: IPv4Packet | bytes, stats: Stats) -> IPv4Packet | None
     except WireError:
         stats[DROPPED_UNPARSEABLE] += 1
     return None
-
-
-def _option_length(option: TcpOption) -> int:
-    if isinstance(option, Eol | Nop):
-        return 1
-    if isinstance(option, Mss):
-        return 4
-    if isinstance(option, WindowScale):
-        return 3
-    if isinstance(option, SackPermitted):
-        return 2
-    if isinstance(option, Sack):
-        return 2 + 8 * len(option.blocks)
-    if isinstance(option, Timestamps):
-        return 10
-    if isinstance(option, Toa):
-        return 8
-    if isinstance(option, ToaV6):
-        return 20
-    if isinstance(option, UnknownOption):
-        # kind 0 is an EOL written with its trailing bytes verbatim (utcp.wire.codec)
-        return (1 if option.kind == 0 else 2) + len(option.data)
-    raise TypeError(f"not a TCP option: {option!r}")
-
-
-def options_length(options: tuple[TcpOption, ...]) -> int:
-    """Bytes the options take on the wire before padding."""
-    return sum(_option_length(opt) for opt in options)
 
 
 def tcp_header_length(segment: TcpSegment) -> int:

@@ -24,19 +24,9 @@ from utcp.sim.impair import Impairment, RandomImpairment
 from utcp.wire.codec import build_ipv4, parse_ipv4
 from utcp.wire.errors import WireError
 from utcp.wire.packet import (
-    Eol,
     IPv4Packet,
-    Mss,
-    Nop,
-    Sack,
-    SackPermitted,
-    TcpOption,
     TcpSegment,
-    Timestamps,
-    Toa,
-    ToaV6,
-    UnknownOption,
-    WindowScale,
+    options_length,
 )
 
 __all__ = [
@@ -66,35 +56,12 @@ class SimulationError(RuntimeError):
     """The simulation cannot go on: a runaway loop, a stuck timer, a bad topology."""
 
 
-def _option_length(opt: TcpOption) -> int:
-    match opt:
-        case Eol() | Nop():
-            return 1
-        case Mss():
-            return 4
-        case WindowScale():
-            return 3
-        case SackPermitted():
-            return 2
-        case Sack(blocks=blocks):
-            return 2 + 8 * len(blocks)
-        case Timestamps():
-            return 10
-        case Toa():
-            return 8
-        case ToaV6():
-            return 20
-        case UnknownOption(data=data):
-            return 2 + len(data)
-    raise TypeError(f"unknown TCP option {opt!r}")
-
-
 def ipv4_wire_length(packet: IPv4Packet) -> int:
     """Bytes the packet takes on the wire (IPv4 + TCP headers with options padded to 4, payload)."""
     ip_header = 20 + (len(packet.options) + 3) // 4 * 4
     payload = packet.payload
     if isinstance(payload, TcpSegment):
-        options = sum(_option_length(o) for o in payload.options)
+        options = options_length(payload.options)
         return ip_header + 20 + (options + 3) // 4 * 4 + len(payload.payload)
     return ip_header + len(payload)
 

@@ -33,6 +33,8 @@ from utcp.wire.packet import (
     ToaV6,
     UnknownOption,
     WindowScale,
+    option_length,
+    options_length,
 )
 from utcp.wire.pcap import LINKTYPE_RAW, PcapWriter, read_pcap
 
@@ -66,6 +68,8 @@ __all__ = [
     "format_packet",
     "format_segment",
     "internet_checksum",
+    "option_length",
+    "options_length",
     "parse_ipv4",
     "parse_ipv4_reference",
     "parse_tcp",

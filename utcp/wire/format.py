@@ -28,6 +28,7 @@ from utcp.wire.packet import (
     ToaV6,
     UnknownOption,
     WindowScale,
+    options_length,
 )
 
 # tcpdump's tcp_flag_values, in its order.
@@ -75,35 +76,12 @@ def format_option(opt: TcpOption) -> str:
     raise TypeError(f"not a TCP option: {opt!r}")
 
 
-def _option_size(opt: TcpOption) -> int:
-    match opt:
-        case Eol() | Nop():
-            return 1
-        case Mss():
-            return 4
-        case Toa():
-            return 8
-        case WindowScale():
-            return 3
-        case SackPermitted():
-            return 2
-        case Sack(blocks=blocks):
-            return 2 + 8 * len(blocks)
-        case Timestamps():
-            return 10
-        case ToaV6():
-            return 20
-        case UnknownOption(kind=kind, data=data):
-            return (1 if kind == 0 else 2) + len(data)
-    return 0
-
-
 def _needs_padding(options: tuple[TcpOption, ...]) -> bool:
     """Whether the builder pads these options with zeros (an EOL byte first) on the wire."""
     last = options[-1]
     if isinstance(last, Eol) or (isinstance(last, UnknownOption) and last.kind == 0):
         return False
-    return sum(_option_size(opt) for opt in options) % 4 != 0
+    return options_length(options) % 4 != 0
 
 
 def format_segment(seg: TcpSegment, src: str, dst: str) -> str:

@@ -101,6 +101,36 @@ OptionT = TypeVar(
 )
 
 
+def option_length(option: TcpOption) -> int:
+    """Bytes one option takes on the wire (kind and length bytes included)."""
+    match option:
+        case Eol() | Nop():
+            return 1
+        case Mss():
+            return 4
+        case WindowScale():
+            return 3
+        case SackPermitted():
+            return 2
+        case Sack(blocks=blocks):
+            return 2 + 8 * len(blocks)
+        case Timestamps():
+            return 10
+        case Toa():
+            return 8
+        case ToaV6():
+            return 20
+        case UnknownOption(kind=kind, data=data):
+            # kind 0 is an EOL written with its trailing bytes verbatim (utcp.wire.codec)
+            return (1 if kind == 0 else 2) + len(data)
+    raise TypeError(f"not a TCP option: {option!r}")
+
+
+def options_length(options: tuple[TcpOption, ...]) -> int:
+    """Bytes the options take on the wire before padding to a 4-byte boundary."""
+    return sum(option_length(opt) for opt in options)
+
+
 @dataclass(frozen=True, slots=True)
 class TcpSegment:
     """A TCP segment: header fields, options in wire order, payload."""
