@@ -76,18 +76,24 @@ unknown_options = st.builds(
     data=st.binary(max_size=12).filter(lambda d: len(d) not in (6, 18)),
 )
 
+
 # Options whose parse gives back the very same value (no EOL: see canonical_options).
-value_options: st.SearchStrategy[TcpOption] = st.one_of(
-    st.just(Nop()),
-    st.builds(Mss, u16),
-    st.builds(WindowScale, u8),
-    st.just(SackPermitted()),
-    st.builds(Sack, sack_blocks),
-    st.builds(Timestamps, u32, u32),
-    st.builds(Toa, u16, ipv4_addresses),
-    st.builds(ToaV6, u16, ipv6_addresses),
-    unknown_options,
-)
+def options_with(unknown: st.SearchStrategy[UnknownOption]) -> st.SearchStrategy[TcpOption]:
+    """Every known option kind (but Eol), plus unknown ones drawn from `unknown`."""
+    return st.one_of(
+        st.just(Nop()),
+        st.builds(Mss, u16),
+        st.builds(WindowScale, u8),
+        st.just(SackPermitted()),
+        st.builds(Sack, sack_blocks),
+        st.builds(Timestamps, u32, u32),
+        st.builds(Toa, u16, ipv4_addresses),
+        st.builds(ToaV6, u16, ipv6_addresses),
+        unknown,
+    )
+
+
+value_options = options_with(unknown_options)
 
 
 @st.composite

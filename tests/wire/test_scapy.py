@@ -13,10 +13,9 @@ from scapy.packet import Raw
 
 from tests.wire.strategies import (
     ipv4_addresses,
-    ipv6_addresses,
     option_length,
     options_length,
-    sack_blocks,
+    options_with,
     u8,
     u16,
     u32,
@@ -50,17 +49,7 @@ unknown_for_both = st.builds(
     data=st.binary(max_size=10),
 )
 
-oracle_options: st.SearchStrategy[TcpOption] = st.one_of(
-    st.just(Nop()),
-    st.builds(Mss, u16),
-    st.builds(WindowScale, u8),
-    st.just(SackPermitted()),
-    st.builds(Sack, sack_blocks),
-    st.builds(Timestamps, u32, u32),
-    st.builds(Toa, u16, ipv4_addresses),
-    st.builds(ToaV6, u16, ipv6_addresses),
-    unknown_for_both,
-)
+oracle_options = options_with(unknown_for_both)
 
 
 @st.composite
