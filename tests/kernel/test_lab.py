@@ -3,7 +3,11 @@ captures, and teardown that leaves nothing behind."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import cast
 
 import pytest
 import trio
@@ -165,3 +169,16 @@ def test_parse_ss_reads_states_and_mapped_addresses() -> None:
         SocketState("LISTEN", ("0.0.0.0", 8000), ("0.0.0.0", 0)),
         SocketState("TIME-WAIT", ("198.18.0.1", 80), ("198.18.0.2", 5)),
     ]
+
+
+def readme_example(name: str) -> Callable[[Lab], Awaitable[None]]:
+    """The README's Python block defining `name`, executed: the example is tested as printed."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if f"def {name}(" in b)
+    scope: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    return cast(Callable[[Lab], Awaitable[None]], scope[name])
+
+
+async def test_the_readme_example(lab: Lab) -> None:
+    await readme_example("test_kernel_counts_my_rst")(lab)

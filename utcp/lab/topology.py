@@ -18,7 +18,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import trio
 
@@ -34,6 +34,7 @@ from utcp.wire.checksum import tcp_checksum
 __all__ = ["Lab", "LabError", "Record"]
 
 Record = Callable[[str, bytes, "float | None"], None]
+T = TypeVar("T")
 ETH_P_ALL = 0x0003
 IPPROTO_TCP = 6
 PACKET_OUTGOING = 4  # <linux/if_packet.h>: on lo every packet is seen leaving and arriving; keep one
@@ -68,17 +69,29 @@ class Lab:
 
     @contextlib.asynccontextmanager
     async def _live(self) -> AsyncIterator[None]:
-        # The exit stack lives inside the nursery: contexts entered on it (a UtcpStack's own nursery)
-        # must be exited inside the scope they were entered in. Sync callbacks (namespace deletion,
-        # socket closes) run on every exit, cancellation included.
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                async with contextlib.AsyncExitStack() as stack:
-                    self._stack = stack
+        # Context managers (stacks, boxes) run in tasks of the lab's nursery, not in the caller's task,
+        # so a lab opened in one task (a pytest fixture) can be used from another (the test). On exit
+        # those tasks are cancelled and finish first; then the exit stack's callbacks close sockets and
+        # delete namespaces (they run on every exit, cancellation included).
+        async with contextlib.AsyncExitStack() as stack:
+            self._stack = stack
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
                     yield
-            finally:
-                nursery.cancel_scope.cancel()
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    async def _hold(
+        self, manager: contextlib.AbstractAsyncContextManager[T], *, task_status: trio.TaskStatus[T]
+    ) -> None:
+        async with manager as value:
+            task_status.started(value)
+            await trio.sleep_forever()
+
+    async def _enter(self, manager: contextlib.AbstractAsyncContextManager[T]) -> T:
+        result: T = await self.nursery.start(self._hold, manager)
+        return result
 
     async def __aenter__(self) -> Lab:
         self._lifetime = self._live()
@@ -205,7 +218,7 @@ class Lab:
             tap=tap,
             **stack_options,
         )
-        await self.stack.enter_async_context(stack)
+        await self._enter(stack)
         return UtcpEndpoint(ns, stack)
 
     async def box(
@@ -226,7 +239,7 @@ class Lab:
         """
         _check_address(client_addr)
         _check_address(server_addr)
-        runtime = await self.stack.enter_async_context(
+        runtime = await self._enter(
             box_between_namespaces(middlebox, ns_client, ns_server, client_addr, server_addr, mtu=mtu)
         )
         if self.record is not None:
