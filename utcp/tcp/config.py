@@ -30,3 +30,6 @@ class TcpConfig:
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
     persist_min: float = 0.200  # first zero-window probe interval
+    # connect() never takes an ephemeral port that would make local == remote (a self-connect, SCENARIOS
+    # E); Go's net package gets the same by closing a self-connected socket and redialing.
+    refuse_self_connect: bool = False

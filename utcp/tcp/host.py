@@ -26,7 +26,7 @@ from utcp.tcp.state import TcpState
 from utcp.wire.codec import parse_ipv4
 from utcp.wire.errors import ChecksumError, WireError
 from utcp.wire.format import format_flags
-from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, TcpFlags, TcpSegment
+from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, TcpFlags, TcpSegment, Toa
 
 __all__ = ["Host", "Listener"]
 
@@ -106,6 +106,9 @@ class Host:
         *,
         isn_generator: IsnGenerator | None = None,
         loopback_visible: bool = False,
+        toa: Literal["getpeername"] | None = None,
+        ack_per_batch: bool = False,
+        verify_checksums: bool = True,
     ) -> None:
         self.addresses = tuple(addresses)
         if not self.addresses:
@@ -120,6 +123,14 @@ class Host:
             raise TcpUsageError("closed_port_reply must be 'rst' or 'drop'")
         self.closed_port_reply = closed_port_reply
         self.loopback_visible = loopback_visible
+        if toa not in (None, "getpeername"):
+            raise TcpUsageError("toa must be None or 'getpeername'")
+        self.toa = toa
+        # A runtime that feeds whole batches of reads before packets_to_send() sets this: the ACK due
+        # every second segment, and data an incoming ACK releases, then go out once per batch.
+        self.ack_per_batch = ack_per_batch
+        # False only for links whose packets the kernel checksummed itself (a TUN device, no offloads).
+        self.verify_checksums = verify_checksums
         self._rng = random.Random(seed)
         sub = [self._rng.getrandbits(64) for _ in range(3)] if seed is not None else [None, None, None]
         self._isn = isn_generator if isn_generator is not None else IsnGenerator(rng_seed=sub[0])
@@ -151,7 +162,7 @@ class Host:
         self._now = now
         if not isinstance(packet, IPv4Packet):
             try:
-                packet = parse_ipv4(packet)
+                packet = parse_ipv4(packet, verify_checksums=self.verify_checksums)
             except ChecksumError as exc:
                 self.counters["InErrs"] += 1
                 self.counters["InCsumErrors"] += 1
@@ -162,16 +173,19 @@ class Host:
                 self._emit(SegmentDropped(str(exc), "InErrs"))
                 return
         if packet.dst not in self._addr_set:
-            self._emit(SegmentDropped(f"not addressed to this host: {packet.dst}"))
+            # RFC 4293 ipSystemStatsInAddrErrors (Linux ip_rcv_finish -> IPSTATS_MIB_INADDRERRORS)
+            self.counters["InAddrErrors"] += 1
+            self._emit(SegmentDropped(f"not addressed to this host: {packet.dst}", "InAddrErrors"))
             return
         seg = packet.payload
         if packet.protocol != IPPROTO_TCP or not isinstance(seg, TcpSegment):
-            reason = (
-                "IPv4 fragment (no reassembly)"
-                if packet.more_fragments or packet.fragment_offset
-                else (f"not TCP (protocol {packet.protocol})")
-            )
-            self._emit(SegmentDropped(reason))
+            if packet.more_fragments or packet.fragment_offset:
+                reason, counter = "IPv4 fragment (no reassembly)", "ReasmFails"  # RFC 4293 ReasmFails
+            else:
+                # Linux ip_protocol_deliver_rcu: no handler -> IPSTATS_MIB_INUNKNOWNPROTOS
+                reason, counter = f"not TCP (protocol {packet.protocol})", "InUnknownProtos"
+            self.counters[counter] += 1
+            self._emit(SegmentDropped(reason, counter))
             return
         self._deliver(packet.src, packet.dst, seg, now)
 
@@ -297,8 +311,15 @@ class Host:
         if not 0 < remote_port < 65536:
             raise TcpUsageError(f"bad remote port {remote_port}")
         if local_port == 0:
+            # TcpConfig.refuse_self_connect: the port that would connect us to ourselves counts as taken
+            # (Go net.doDialTCPProto: "rather than expose the buggy effect to users, we close the fd").
+            refuse_self = (config if config is not None else self.config).refuse_self_connect and (
+                local_address == remote_address
+            )
 
             def in_use(port: int) -> bool:
+                if refuse_self and port == remote_port:
+                    return True
                 return (local_address, port, remote_address, remote_port) in self._conns or (
                     (local_address, port) in self._listeners or (ANY, port) in self._listeners
                 )
@@ -358,13 +379,18 @@ class Host:
 
     def _deliver(self, src: str, dst: str, seg: TcpSegment, now: float) -> None:
         self.counters["InSegs"] += 1
-        conn = self._conns.get((dst, seg.dst_port, src, seg.src_port))
+        key = (dst, seg.dst_port, src, seg.src_port)
+        conn = self._conns.get(key)
         if conn is not None:
+            if self.toa is not None:
+                _note_toa(conn, seg)
             conn._input(seg, now)
             return
         lst = self._listeners.get((dst, seg.dst_port)) or self._listeners.get((ANY, seg.dst_port))
         if lst is not None:
             self._listen_input(lst, src, dst, seg, now)
+            if self.toa is not None and (conn := self._conns.get(key)) is not None:
+                _note_toa(conn, seg)  # the SYN that created the request socket
             return
         self._closed_port(src, dst, seg)
 
@@ -554,10 +580,22 @@ class Host:
                     self._rebuild_heap()
 
     def _rebuild_heap(self) -> None:
-        heap = [(c._deadline, i, c) for i, c in enumerate(self._conns.values()) if c._deadline is not None]
+        # Tie-breakers stay unique across rebuilds (a repeat would make heapq compare Connections).
+        base = self._heap_seq + 1
+        heap = [
+            (c._deadline, base + i, c) for i, c in enumerate(self._conns.values()) if c._deadline is not None
+        ]
         heapq.heapify(heap)
         self._heap = heap
-        self._heap_seq = len(heap)
+        self._heap_seq = base + len(self._conns)
+
+
+def _note_toa(conn: Connection, seg: TcpSegment) -> None:
+    """toa.ko (getpeername mode): keep the client address of a TOA option (kind 254, RFC-less; LVS puts it
+    on the SYN and the segments acking the RS's ISN+1); the last one seen wins. The 4-tuple is unchanged."""
+    toa = seg.option(Toa)
+    if toa is not None:
+        conn.toa_peer = (toa.address, toa.port)
 
 
 def _summary(src: str, dst: str, seg: TcpSegment) -> str:
