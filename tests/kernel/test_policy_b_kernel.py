@@ -1,10 +1,10 @@
 """Must-show 2: SCENARIOS.md B against the real kernel. The Linux server is a listening socket in the test's
 namespace (an accept loop that keeps what it accepts); a utcp client plays each row of the table in
-tests/policy/test_b_table.py over TUN with the crafting API (third ACK held, RSTs with normal / no / zero /
+interop/b_table.py over TUN with the crafting API (third ACK held, RSTs with normal / no / zero /
 stale timestamps, exact or in-window seq, SYNs, old-timestamp data). The kernel's replies (seen by the
 runtime's tap), its end state (`ss -tan`: a leftover ESTABLISHED socket or not) and its `nstat` deltas
-must equal the `linux` column of that same table, which test_b_table.py checks utcp's `linux` preset
-against: the kernel and the preset agree row by row.
+must equal the `linux` column of that same table, which tests/policy/test_b_table.py checks utcp's
+`linux` preset against: the kernel and the preset agree row by row.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 import trio
 
-from tests.kernel.helpers import KERNEL, UTCP
-from tests.policy.bscript import (
+from interop.b_script import (
     COMPARED,
     STEP_GAP,
     Observed,
@@ -26,7 +25,8 @@ from tests.policy.bscript import (
     perform,
     run_row_sim,
 )
-from tests.policy.test_b_table import TABLE
+from interop.b_table import TABLE
+from tests.kernel.helpers import KERNEL, UTCP
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace
 from utcp.policy import POLICY_COUNTERS, PRESETS, linux_counter_name

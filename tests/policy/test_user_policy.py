@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.policy.bscript import Row, run_row_sim
-from tests.policy.test_b_table import TABLE
+from interop.b_script import Row, run_row_sim
+from interop.b_table import TABLE
 from tests.policy.userpolicies import Recording, TrustingRsts
 from tests.tcp.helpers import AK, ISS, PEER_ISS, B, R, S, make_host, one, pkt, syn_opts, ts
 from utcp.policy import (

@@ -1,7 +1,8 @@
 """SCENARIOS.md B as scripts a utcp *client* plays with the crafting API (`Host.connect(hold_third_ack=True)`,
 `Connection.craft`, `Connection.release_third_ack`), against any server: a utcp host on virtual time
-(`run_row_sim`) or the Linux kernel over TUN (tests/kernel/test_policy_b_kernel.py). What comes back is
-normalised (`Observed`) so one expectation (`Expect`) fits both.
+(`run_row_sim`), the Linux kernel or a utcp host over TUN (interop/scenario_b.py,
+tests/kernel/test_policy_b_kernel.py). What comes back is normalised (`Observed`) so one expectation
+(`Expect`, the rows in interop/b_table.py) fits every server.
 
 Every row starts the same way: the client sends SYN(TS=T) and receives the SYN-ACK, and then holds its third
 ACK; the steps decide what goes out next. The client's TS clock has a fixed offset so T lies in
@@ -11,16 +12,17 @@ ACK; the steps decide what goes out next. The client's TS clock has a fixed offs
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from utcp.policy import resolve_policy
+from utcp.policy import linux_counter_name, resolve_policy
 from utcp.sim.network import Network
 from utcp.tcp.clock import TimestampClock
 from utcp.tcp.connection import Connection
 from utcp.tcp.host import Host
 from utcp.tcp.state import TcpState
+from utcp.wire.codec import build_ipv4
 from utcp.wire.packet import Mss, Nop, SackPermitted, TcpFlags, TcpOption, TcpSegment, Timestamps, WindowScale
 
 CLIENT_TS_OFFSET = 1_500_000_000  # T in (2^30, 2^31): TSval 0 is older than T (s32 arithmetic)
@@ -100,20 +102,49 @@ class Reply:
     ack: str | None = "rcv"
     ts: bool = False
 
+    def text(self) -> str:
+        """One short line for a report: `R seq=snd`, `A seq=snd ack=rcv+5 TS`."""
+        ack = f" ack={self.ack}" if self.ack is not None else ""
+        return f"{self.flags} seq={self.seq}{ack}" + (" TS" if self.ts else "")
+
 
 RST_TO_ACK = Reply("R", "snd", None, False)  # the listener answers a late ACK: <SEQ=SEG.ACK><CTL=RST>
 CHALLENGE = Reply("A", "snd", "rcv", True)  # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, with timestamps
 DUPACK = CHALLENGE
 
 
+# The outcome words (the summary table's cell text). `classify` names an observed run with the same words.
+RESET = "reset"  # the RST (or SYN, rfc793) closed the server's side: no leftover
+LEFTOVER = "leftover"  # the request socket dropped the RST and the late ACK established: a leftover
+CHALLENGED = "challenge ACK"  # RFC 5961: the segment was answered with an ACK; the connection survives
+DROPPED = "dropped"  # PAWS (RFC 7323 5.3) on an established connection: dropped with a duplicate ACK
+ACCEPTED = "accepted"  # taken as is (no PAWS): the connection survives
+CLOSED = "closed"  # nothing counted, nothing left (never expected: a run that did not happen)
+OUTCOMES = (RESET, LEFTOVER, CHALLENGED, DROPPED, ACCEPTED, CLOSED)
+
+
 @dataclass(frozen=True, slots=True)
 class Expect:
-    """What the server does: its replies in order, whether an ESTABLISHED socket is left for the client's
-    tuple, and the counter deltas (non-zero ones; every other COMPARED counter stays put)."""
+    """What the server does: the outcome word, its replies in order, whether an ESTABLISHED socket is left
+    for the client's tuple, and the counter deltas (non-zero ones; every other COMPARED counter stays put)."""
 
+    outcome: str
     replies: tuple[Reply, ...]
     leftover: bool
     counters: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome {self.outcome!r} is not one of {OUTCOMES}")
+
+    def values(self) -> dict[str, Any]:
+        """The expectation as an interop cell compares it (JSON-able; counters by nstat name)."""
+        return {
+            "outcome": self.outcome,
+            "leftover": self.leftover,
+            "counters": {linux_counter_name(k): v for k, v in sorted(self.counters.items()) if v},
+            "replies": [reply.text() for reply in self.replies],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +154,11 @@ class Row:
     steps: tuple[Step, ...]
     expect: Mapping[str, Expect]  # by preset name
     note: str = ""
+
+    @property
+    def established_first(self) -> bool:
+        """The held third ACK goes out before anything crafted: the row is about an ESTABLISHED socket."""
+        return bool(self.steps) and self.steps[0].kind == "ack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +179,33 @@ class Observed:
         if diff:
             out.append(f"counter deltas (got, expected): {diff}")
         return out
+
+    def values(self, established_first: bool) -> dict[str, Any]:
+        """What a run saw, in `Expect.values`'s shape, its outcome named by `classify`."""
+        return {
+            "outcome": classify(self, established_first),
+            "leftover": self.leftover,
+            "counters": {linux_counter_name(k): v for k, v in sorted(self.counters.items()) if v},
+            "replies": [reply.text() for reply in self.replies],
+        }
+
+
+def classify(observed: Observed | Expect, established_first: bool) -> str:
+    """The outcome word for what a server did, from its counters and end state. `established_first`: the
+    row completes the handshake before its crafted segments (rows 1, E...), so a PAWS drop there is an
+    ordinary drop, not the request socket ignoring an RST."""
+    counters = observed.counters
+
+    def moved(*names: str) -> bool:
+        return any(counters.get(name, 0) for name in names)
+
+    if moved("EmbryonicRsts", "EstabResets"):
+        return RESET
+    if moved("TCPChallengeACK", "TCPSYNChallenge"):
+        return CHALLENGED
+    if moved("PAWSEstab"):
+        return DROPPED if established_first or not observed.leftover else LEFTOVER
+    return ACCEPTED if observed.leftover else CLOSED
 
 
 # --- the client side -----------------------------------------------------------------------------------
@@ -214,8 +277,12 @@ def client_clock(now: float) -> TimestampClock:
     return TimestampClock(offset_mode="fixed", fixed_offset=(CLIENT_TS_OFFSET - ticks) & 0xFFFFFFFF)
 
 
-def run_row_sim(row: Row, preset: str) -> tuple[Observed, Host]:
-    """Play `row` against a utcp server with policy `preset` (a preset name or package.module:Name)."""
+Record = Callable[[str, bytes, float], None]  # (link, raw IPv4 packet, time): interop's CellContext.record
+
+
+def run_row_sim(row: Row, preset: str, record: Record | None = None) -> tuple[Observed, Host]:
+    """Play `row` against a utcp server with policy `preset` (a preset name or package.module:Name).
+    `record` gets every packet delivered on the link (virtual time), for a ladder and a pcap."""
     net = Network(capture=True)
     client = Host([CLIENT], seed=1, ts_clock=client_clock(net.now))
     server = Host([SERVER], seed=2, policy=resolve_policy(preset))
@@ -240,4 +307,8 @@ def run_row_sim(row: Row, preset: str) -> tuple[Observed, Host]:
     )
     leftover = any(c.state is TcpState.ESTABLISHED and c.remote == conn.local for c in server.connections())
     counters = {k: server.counters[k] - before[k] for k in COMPARED}
+    if record is not None:
+        for rec in net.captures:
+            if rec.event == "deliver":
+                record(rec.link, build_ipv4(rec.packet), rec.time)
     return Observed(replies, leftover, counters), server
