@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import structlog
 import trio
 
@@ -32,3 +34,10 @@ def guarded(service: Handler) -> Handler:
             await stream.aclose()
 
     return handle
+
+
+def add_log_options(parser: argparse.ArgumentParser, *, level: str = "info") -> None:
+    """--log-json and --log-level on one command. Not shared through `parents=`: argparse shares a
+    parent's Action objects, so one command's set_defaults would change every command's default."""
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console lines")
+    parser.add_argument("--log-level", default=level, choices=("debug", "info", "warning", "error"))

@@ -1,5 +1,6 @@
 """The `utcp` command: `peer` (serve on a TUN in a namespace), `connect` (nc over utcp), `policies`,
-`demo`."""
+`demo`, the middleboxes `lb`, `toa`, `snat`, `impair` (utcp.cli.boxes), and the interop `matrix` and
+`scenario list|run` (utcp.cli.matrix)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from utcp.cli.boxes import BOX_COMMANDS, add_box_commands, run_box
 from utcp.cli.commands import run_connect, run_peer
 from utcp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError
 from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
+from utcp.cli.matrix import add_matrix_commands, run_interop_command
 from utcp.io.stack import split_addresses
 from utcp.lab.netns import Namespace
 from utcp.policy import PRESETS, Policy, describe_knobs, describe_policies, resolve_policy
@@ -114,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bytes", type=int, default=20000, dest="nbytes", help="size of the HTTP download")
     demo.add_argument("--pcap", help="also write the trace to this pcap file")
     demo.add_argument("--quiet", action="store_true", help="do not print the packets")
+    add_box_commands(sub)
+    add_matrix_commands(sub)
     return parser
 
 
@@ -154,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_peer(args)
         if args.command == "connect":
             return run_connect(args)
+        if args.command in BOX_COMMANDS:
+            return run_box(args)
+        if args.command in ("matrix", "scenario"):
+            return run_interop_command(args)
         if args.command == "policies":
             return show_policies(as_json=args.json)
         return run_demo(args)

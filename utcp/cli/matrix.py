@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
-from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_log_options
 
 if TYPE_CHECKING:
     from interop.model import Cell, Scenario
@@ -41,9 +41,9 @@ def _jobs(text: str) -> int:
     return value
 
 
-def add_matrix_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_matrix_commands(sub: Any) -> None:
     """Register `matrix` and `scenario` on the `utcp` parser's subcommands (`sub`, from add_subparsers)."""
-    matrix = sub.add_parser("matrix", parents=[common], help="run the interop matrix and write a report")
+    matrix = sub.add_parser("matrix", help="run the interop matrix and write a report")
     matrix.add_argument("--out", type=Path, default=Path("utcp-report"), help="report directory")
     matrix.add_argument(
         "--only",
@@ -55,12 +55,10 @@ def add_matrix_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     matrix.add_argument("--list", action="store_true", help="print the selected cell ids and exit")
     matrix.add_argument("--backend", choices=BACKEND_CHOICES, help="only cells of this backend")
 
-    scenario = sub.add_parser(
-        "scenario", parents=[common], help="list the scenarios, or run one with its trace"
-    )
+    scenario = sub.add_parser("scenario", help="list the scenarios, or run one with its trace")
     actions = scenario.add_subparsers(dest="scenario_command", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", parents=[common], help="scenarios, their roles, cases and cells")
-    run = actions.add_parser("run", parents=[common], help="run a scenario's matching cells and show them")
+    listing = actions.add_parser("list", help="scenarios, their roles, cases and cells")
+    run = actions.add_parser("run", help="run a scenario's matching cells and show them")
     run.add_argument("name", help="scenario name: A, B, C, D or E")
     run.add_argument("--case", help="only this case")
     run.add_argument("--client", choices=IMPL_CHOICES, help="shorthand for --role client=IMPL")
@@ -72,7 +70,7 @@ def add_matrix_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("--jobs", type=_jobs, default=4)
     for parser in (matrix, scenario, run, listing):
         # engine events would bury the progress lines; --log-level info brings them back
-        parser.set_defaults(log_level="warning")
+        add_log_options(parser, level="warning")
 
 
 class ProgressPrinter:
