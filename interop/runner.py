@@ -58,6 +58,9 @@ class CellResult:
         return "failed" if self.mismatches else "passed"
 
 
+SAME_PACKET = 0.05  # seconds: the same packet seen on two links within this is one packet
+
+
 def _safe_name(link: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in link) or "link"
 
@@ -142,12 +145,24 @@ class RunnerContext:
         return list(self._pcaps)
 
     def trace(self) -> list[Packet]:
-        """The recorded packets in time order, addresses replaced by their labels."""
+        """The recorded packets in time order, addresses replaced by their labels; a packet that crossed
+        several captured links unchanged (a box that did not rewrite it, then a utcp device) is shown
+        once, where it was first seen. The pcaps keep every copy."""
         named = [
             Packet(p.time, p.link, self._labels.get(p.src, p.src), self._labels.get(p.dst, p.dst), p.summary)
             for p in self._trace
         ]
-        return sorted(named, key=lambda p: p.time)  # stable: same-time packets keep record order
+        ordered = sorted(named, key=lambda p: p.time)  # stable: same-time packets keep record order
+        shown: list[Packet] = []
+        last_seen: dict[tuple[str, str, str], Packet] = {}
+        for packet in ordered:
+            key = (packet.src, packet.dst, packet.summary)
+            earlier = last_seen.get(key)
+            last_seen[key] = packet
+            if earlier and earlier.link != packet.link and packet.time - earlier.time < SAME_PACKET:
+                continue
+            shown.append(packet)
+        return shown
 
 
 def describe_error(exc: BaseException) -> str:

@@ -12,8 +12,8 @@ import trio
 from interop import registry
 from interop.model import Cell, CellContext, Observation
 from interop.registry import ScenarioError, load_scenarios, matches_pattern, scenario_cells, select
-from interop.runner import run_cells
-from tests.interop.fakes import SCENARIO, Tracker, make_scenario
+from interop.runner import RunnerContext, run_cells
+from tests.interop.fakes import SCENARIO, Tracker, handshake, make_scenario
 from utcp.wire.codec import parse_ipv4
 from utcp.wire.pcap import read_pcap
 
@@ -165,3 +165,22 @@ def test_a_module_that_fails_to_import_is_a_clear_error(
 def test_a_module_without_scenario_is_a_clear_error() -> None:
     with pytest.raises(ScenarioError, match="no module-level `SCENARIO"):
         load_scenarios(["tests.interop"])
+
+
+async def test_a_packet_seen_unchanged_on_two_links_is_one_arrow_but_two_pcap_records(tmp_path: Path) -> None:
+    syn, syn_ack, ack = handshake()
+    ctx = RunnerContext(SCENARIO.cells()[0], tmp_path)
+    ctx.record("box:client", syn, 0.000)
+    ctx.record("utcp", syn, 0.001)  # the same SYN after a box that did not touch it
+    ctx.record("utcp", syn_ack, 0.002)
+    ctx.record("utcp", syn, 1.001)  # a retransmission a second later: a packet of its own
+    ctx.record("box:client", ack, 1.002)
+    ctx.close()
+    trace = ctx.trace()
+    assert [(p.link, p.time) for p in trace] == [
+        ("box:client", 0.0),
+        ("utcp", 0.002),
+        ("utcp", 1.001),
+        ("box:client", 1.002),
+    ]
+    assert len(list(read_pcap(tmp_path / "utcp.pcap"))) == 3
