@@ -56,10 +56,6 @@ from typing import IO, Any
 import structlog
 import trio
 
-# First: utcp.io.tun and utcp.lab import each other; entering through utcp.lab resolves the cycle.
-import utcp.lab  # noqa: F401
-
-# isort: split
 from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_log_options
 from utcp.io.boxrun import BoxRuntime, box_between_namespaces
 from utcp.lab.netns import Namespace, NamespaceError
