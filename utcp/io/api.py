@@ -86,6 +86,14 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         return self._runtime
 
     def getpeername(self) -> tuple[str, int]:
+        """The peer as the application sees it: on a host with `toa="getpeername"` (toa.ko), the client
+        address carried by the LB's TOA option when one arrived; else the 4-tuple's remote end."""
+        toa = self._conn.toa_peer
+        return toa if toa is not None else self._conn.remote
+
+    @property
+    def transport_peer(self) -> tuple[str, int]:
+        """The remote end of the real 4-tuple (the LB's local address behind a FullNAT LB)."""
         return self._conn.remote
 
     def getsockname(self) -> tuple[str, int]:

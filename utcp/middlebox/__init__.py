@@ -16,6 +16,7 @@ from utcp.middlebox.base import (
     RawEmit,
     Stats,
 )
+from utcp.middlebox.chain import Chain
 from utcp.middlebox.conntrack import (
     DPVS_TCP_TIMEOUTS,
     NF_CONNTRACK_TCP_TIMEOUTS,
@@ -46,6 +47,7 @@ __all__ = [
     "DROPPED_NOT_TCP",
     "DROPPED_UNPARSEABLE",
     "NF_CONNTRACK_TCP_TIMEOUTS",
+    "Chain",
     "ConnEntry",
     "ConnTrack",
     "Delay",
