@@ -56,7 +56,7 @@ from typing import IO, Any
 import structlog
 import trio
 
-from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_log_options
+from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_log_options, mtu_argument
 from utcp.io.boxrun import BoxRuntime, box_between_namespaces
 from utcp.lab.netns import Namespace, NamespaceError
 from utcp.middlebox import (
@@ -199,16 +199,6 @@ def _port_range(text: str) -> tuple[int, int]:
     if low > high:
         raise argparse.ArgumentTypeError(f"empty port range {text!r}")
     return low, high
-
-
-def _mtu(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid MTU {text!r}") from None
-    if not 576 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"MTU {value} out of range 576-65535")
-    return value
 
 
 def _mss(text: str) -> int:
@@ -397,7 +387,7 @@ def add_box_commands(sub: Any) -> None:
             metavar="A/P",
             help="the server kernel's address on its device (default 198.18.2.1/24)",
         )
-        p.add_argument("--mtu", type=_mtu, default=1500)
+        p.add_argument("--mtu", type=mtu_argument, default=1500)
         p.add_argument(
             "--stats-interval",
             type=_interval,

@@ -41,3 +41,14 @@ def add_log_options(parser: argparse.ArgumentParser, *, level: str = "info") -> 
     parent's Action objects, so one command's set_defaults would change every command's default."""
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console lines")
     parser.add_argument("--log-level", default=level, choices=("debug", "info", "warning", "error"))
+
+
+def mtu_argument(text: str) -> int:
+    """argparse type for --mtu: an int in 576..65535 (RFC 791's minimum datagram every host accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid MTU {text!r}") from None
+    if not 576 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"MTU {value} out of range 576-65535")
+    return value

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from utcp.cli.boxes import BOX_COMMANDS, add_box_commands, run_box
 from utcp.cli.commands import run_connect, run_peer
-from utcp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError
+from utcp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError, mtu_argument
 from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
 from utcp.cli.matrix import add_matrix_commands, run_interop_command
@@ -58,16 +58,6 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid IPv4 address {text!r}") from None
 
 
-def _mtu(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid MTU {text!r}") from None
-    if not 576 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"MTU {value} out of range 576-65535")
-    return value
-
-
 def load_policy(spec: str) -> Policy:
     """A preset name or `package.module:Name`, resolved by utcp.policy.resolve_policy."""
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -92,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--netns", required=True, help="existing network namespace to create the TUN in")
         p.add_argument("--address", type=_interface, default="198.18.0.2/24", help="utcp's address/prefix")
         p.add_argument("--peer-address", type=_address, default="198.18.0.1", help="the kernel end's address")
-        p.add_argument("--mtu", type=_mtu, default=1500)
+        p.add_argument("--mtu", type=mtu_argument, default=1500)
         p.add_argument(
             "--policy", default="linux", help=f"{'|'.join(PRESETS)}, or package.module:Name (a user policy)"
         )
