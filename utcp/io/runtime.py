@@ -20,13 +20,14 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import structlog
 import trio
 
+from utcp.io.gso import coalesce
 from utcp.tcp.events import (
     Closed,
     Connected,
@@ -132,6 +133,9 @@ class HostRuntime:
         tap: Callable[[str, bytes, float], None] | None = None,
     ) -> None:
         self.host = host
+        # We feed every packet of a read batch before draining packets_to_send(), so the host can
+        # answer a batch with one cumulative ACK (and one burst of data) instead of one per segment.
+        host.ack_per_batch = True
         self.tap = tap
         self.link = link
         self.linger = linger
@@ -150,7 +154,7 @@ class HostRuntime:
         self._delayed_in: list[tuple[float, int, Any]] = []
         self._delayed_out: list[tuple[float, int, Any]] = []
         self._tiebreak = itertools.count()
-        self._tx_backlog: list[bytes] = []
+        self._tx_backlog: list[bytes | tuple[bytes, int, int]] = []
         self._tx_lot = trio.lowlevel.ParkingLot()
         self._wall_offset = 0.0
         self._stack: contextlib.AsyncExitStack | None = None
@@ -284,15 +288,19 @@ class HostRuntime:
             except (trio.ClosedResourceError, trio.EndOfChannel):
                 return
             now = trio.current_time()
-            self.stats["batches_in"] += 1
+            stats = self.stats
+            stats["batches_in"] += 1
+            stats["packets_in"] += len(batch)
+            stats["bytes_in"] += sum(map(len, batch))
             impair = self._impair_in
-            for data in batch:
-                self.stats["packets_in"] += 1
-                self.stats["bytes_in"] += len(data)
-                if impair is None:
-                    self._deliver(data, now)
-                else:
-                    self._schedule(self._delayed_in, impair.apply(data, now), now, self._deliver)
+            if impair is None and self._pcap is None and self.tap is None:
+                self._deliver_batch(batch, now)
+            else:
+                for data in batch:
+                    if impair is None:
+                        self._deliver(data, now)
+                    else:
+                        self._schedule(self._delayed_in, impair.apply(data, now), now, self._deliver)
             self._pump(now)
             self._maybe_wake_driver()
 
@@ -321,7 +329,15 @@ class HostRuntime:
                 return
             backlog = self._tx_backlog
             sent = 0
-            while sent < len(backlog) and self.link.try_send(backlog[sent]):
+            while sent < len(backlog):
+                item = backlog[sent]
+                # a tuple is a GSO super-segment (raw, header_len, gso_size), see _transmit_gso
+                if isinstance(item, tuple):
+                    ok = self.link.try_send_gso(*item)  # type: ignore[attr-defined]
+                else:
+                    ok = self.link.try_send(item)
+                if not ok:
+                    break
                 sent += 1
             del backlog[:sent]
 
@@ -359,6 +375,16 @@ class HostRuntime:
         if events:
             self._dispatch(events)
 
+    def _deliver_batch(self, batch: list[bytes], now: float) -> None:
+        # The common case without pcap, tap or impairment: no per-packet checks beyond the engine's.
+        receive = self.host.receive
+        for raw in batch:
+            try:
+                receive(raw, now)
+            except Exception:
+                self.stats["receive_errors"] += 1
+                self._log.exception("engine raised on receive", packet=raw[:64].hex())
+
     def _deliver(self, data: Any, now: float) -> None:
         raw = data if isinstance(data, bytes | bytearray) else codec.build_ipv4(data)
         raw = bytes(raw)
@@ -374,7 +400,11 @@ class HostRuntime:
             self.stats["receive_errors"] += 1
             self._log.exception("engine raised on receive", packet=raw[:64].hex())
 
-    def _transmit(self, packets: Iterable[IPv4Packet], now: float) -> None:
+    def _transmit(self, packets: list[IPv4Packet], now: float) -> None:
+        gso = getattr(self.link, "gso", False)
+        if gso and self._pcap is None and self.tap is None and self._impair_out is None:
+            self._transmit_gso(packets)
+            return
         build = codec.build_ipv4
         pcap = self._pcap
         impair = self._impair_out
@@ -390,6 +420,31 @@ class HostRuntime:
                 self._link_send(raw)
             else:
                 self._schedule(self._delayed_out, impair.apply(raw, now), now, self._link_send_at)
+
+    def _transmit_gso(self, packets: list[IPv4Packet]) -> None:
+        # TUN with IFF_VNET_HDR: runs of segments go out as one write (utcp.io.gso); captures and
+        # impairments see single packets, so they take the plain path instead.
+        stats = self.stats
+        for pkt, gso_size in coalesce(packets):
+            raw = codec.build_ipv4(pkt)
+            stats["packets_out"] += 1
+            stats["bytes_out"] += len(raw)
+            if not gso_size:
+                self._link_send(raw)
+                continue
+            stats["gso_out"] += 1
+            item = (raw, 20 + (raw[32] >> 4) * 4, gso_size)  # IPv4 header (no options) + TCP header
+            if self.link_closed():
+                return
+            if self._tx_backlog:
+                self._queue_backlog(item)
+                continue
+            try:
+                ok = self.link.try_send_gso(*item)  # type: ignore[attr-defined]
+            except trio.ClosedResourceError:
+                return
+            if not ok:
+                self._queue_backlog(item)
 
     def _link_send_at(self, raw: Any, now: float) -> None:
         self._link_send(raw)
@@ -423,7 +478,7 @@ class HostRuntime:
     def link_closed(self) -> bool:
         return bool(getattr(self.link, "closed", False))
 
-    def _queue_backlog(self, raw: bytes) -> None:
+    def _queue_backlog(self, raw: bytes | tuple[bytes, int, int]) -> None:
         if len(self._tx_backlog) >= TX_BACKLOG_LIMIT:
             self.stats["tx_backlog_dropped"] += 1
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytun
 import trio
 
+from utcp.io.gso import NO_GSO, TUN_F_CSUM, TUN_F_TSO4, TUNSETOFFLOAD, VNET_HDR_LEN, gso_header
 from utcp.lab.netns import NETNS_DIR, run_in_namespace
 
 DEFAULT_NAME = "utcp%d"  # the kernel fills in %d
@@ -35,12 +37,16 @@ def _netns_path(netns: str | os.PathLike[str]) -> Path:
 
 
 def _configure(
-    name: str, interface: ipaddress.IPv4Interface, mtu: int, disable_ipv6: bool
+    name: str, interface: ipaddress.IPv4Interface, mtu: int, disable_ipv6: bool, offload: bool = False
 ) -> pytun.TunTapDevice:
     # Runs on a thread inside the target namespace: the ioctl sockets pytun opens and /proc/sys/net
     # both resolve to the calling thread's namespace.
-    dev = pytun.TunTapDevice(name=name, flags=pytun.IFF_TUN | pytun.IFF_NO_PI)
+    flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if offload else 0)
+    dev = pytun.TunTapDevice(name=name, flags=flags)
     try:
+        if offload:
+            # Let the kernel hand us unsegmented TCP (TSO) with partial checksums (utcp.io.gso).
+            fcntl.ioctl(dev.fileno(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
         if disable_ipv6:
             # Before `up`: otherwise addrconf starts router solicitations on the device.
             knob = Path(f"/proc/sys/net/ipv6/conf/{dev.name}/disable_ipv6")
@@ -59,8 +65,12 @@ def _configure(
 class TunDevice:
     """A non-blocking TUN fd with batch reads for trio. Use `TunDevice.open(...)` to create one."""
 
-    def __init__(self, device: pytun.TunTapDevice, *, mtu: int, netns: Path | None) -> None:
+    def __init__(
+        self, device: pytun.TunTapDevice, *, mtu: int, netns: Path | None, offload: bool = False
+    ) -> None:
         self._device = device
+        # IFF_VNET_HDR: a virtio_net_hdr precedes every packet both ways; try_send_gso() is usable.
+        self.gso = offload
         self._fd: int = device.fileno()
         self.name: str = device.name
         self.mtu = mtu
@@ -78,10 +88,13 @@ class TunDevice:
         name: str = DEFAULT_NAME,
         mtu: int = 1500,
         disable_ipv6: bool = True,
+        offload: bool = False,
     ) -> TunDevice:
         """Create the device in `netns` (a name under /run/netns or a path; None: the current one).
 
-        `address` is the *kernel's* address with its prefix, e.g. "198.18.0.1/24".
+        `address` is the *kernel's* address with its prefix, e.g. "198.18.0.1/24". `offload` opens it
+        with IFF_VNET_HDR and TSO/checksum offloads (see utcp.io.gso): reads can then be 64 KB TCP
+        super-segments whose checksums are not filled in, so the host must not verify them.
         """
         interface = ipaddress.IPv4Interface(address)
         if interface.network.prefixlen == 32:
@@ -90,16 +103,16 @@ class TunDevice:
             raise ValueError(f"interface name {name!r} is longer than IFNAMSIZ-1 (15)")
         try:
             if netns is None:
-                dev = _configure(name, interface, mtu, disable_ipv6)
+                dev = _configure(name, interface, mtu, disable_ipv6, offload)
                 path = None
             else:
                 path = _netns_path(netns)
                 if not path.exists():
                     raise TunError(errno.ENOENT, f"network namespace {os.fspath(netns)!r} does not exist")
-                dev = run_in_namespace(path, _configure, name, interface, mtu, disable_ipv6)
+                dev = run_in_namespace(path, _configure, name, interface, mtu, disable_ipv6, offload)
         except pytun.Error as exc:
             raise TunError(errno.EIO, f"cannot create TUN device: {exc}") from exc
-        return cls(dev, mtu=mtu, netns=path)
+        return cls(dev, mtu=mtu, netns=path, offload=offload)
 
     def fileno(self) -> int:
         return self._fd
@@ -110,19 +123,23 @@ class TunDevice:
         Non-IPv4 frames (version nibble != 4) are counted in `non_ipv4_dropped` and skipped.
         """
         batch: list[bytes] = []
+        skip = VNET_HDR_LEN if self.gso else 0
+        size = READ_SIZE + skip
         while not batch:
             if self.closed:
                 raise trio.ClosedResourceError("TUN device closed")
             await trio.lowlevel.wait_readable(self._fd)
             while len(batch) < max_packets:
                 try:
-                    data = os.read(self._fd, READ_SIZE)
+                    data = os.read(self._fd, size)
                 except BlockingIOError:
                     break
                 except OSError as exc:
                     if self.closed or exc.errno == errno.EBADF:
                         raise trio.ClosedResourceError("TUN device closed") from None
                     raise
+                if skip:
+                    data = data[skip:]  # the virtio_net_hdr: nothing in it that we need
                 if not data or data[0] >> 4 != 4:
                     self.non_ipv4_dropped += 1
                     continue
@@ -134,7 +151,21 @@ class TunDevice:
         if self.closed:
             raise trio.ClosedResourceError("TUN device closed")
         try:
-            os.write(self._fd, data)
+            if self.gso:
+                os.writev(self._fd, (NO_GSO, data))
+            else:
+                os.write(self._fd, data)
+        except BlockingIOError:
+            return False
+        return True
+
+    def try_send_gso(self, data: bytes, header_len: int, gso_size: int) -> bool:
+        """Write one TCP super-segment the kernel treats as segments of `gso_size` payload bytes
+        (`header_len`: IPv4 + TCP header bytes). Only with `offload`; False when it would block."""
+        if self.closed:
+            raise trio.ClosedResourceError("TUN device closed")
+        try:
+            os.writev(self._fd, (gso_header(header_len, gso_size), data))
         except BlockingIOError:
             return False
         return True

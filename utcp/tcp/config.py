@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from utcp.tcp.errors import TcpUsageError
+
 
 @dataclass(frozen=True, slots=True)
 class TcpConfig:
@@ -33,3 +35,14 @@ class TcpConfig:
     # connect() never takes an ephemeral port that would make local == remote (a self-connect, SCENARIOS
     # E); Go's net package gets the same by closing a self-connected socket and redialing.
     refuse_self_connect: bool = False
+    # Linux tcp_syncookies=1: a listener whose SYN queue is full answers with a SYN cookie
+    # (utcp.tcp.syncookies) instead of dropping the SYN. Off by default: older tests expect the drop.
+    syn_cookies: bool = False
+
+    def __post_init__(self) -> None:
+        # API misuse is caught at construction, not when a peer first fills a buffer
+        for name in ("recv_buffer", "send_buffer", "initial_cwnd"):
+            if getattr(self, name) < 1:
+                raise TcpUsageError(f"TcpConfig.{name} must be at least 1, not {getattr(self, name)}")
+        if self.mss is not None and not 1 <= self.mss <= 65535:
+            raise TcpUsageError(f"TcpConfig.mss must be in 1..65535, not {self.mss}")

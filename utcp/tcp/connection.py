@@ -53,7 +53,7 @@ from utcp.tcp.state import (
     TcpState,
 )
 from utcp.wire.format import format_flags
-from utcp.wire.packet import IPv4Packet, Sack, TcpFlags, TcpOption, TcpSegment, Timestamps
+from utcp.wire.packet import IPv4Packet, Nop, Sack, TcpFlags, TcpOption, TcpSegment, Timestamps
 
 if TYPE_CHECKING:
     from utcp.tcp.host import Host, Listener
@@ -118,6 +118,12 @@ class ConnectionStats:
     sacked_bytes: int
 
 
+_FAST_FLAGS = (int(TcpFlags.ACK), int(TcpFlags.ACK | TcpFlags.PSH))
+# The stock segment checks: a policy that keeps them lets the header-prediction fast path run.
+_BASE_CHECK_PAWS = Policy.check_paws
+_BASE_CHECK_ACK = Policy.check_ack
+
+
 def _seg_len(seg: TcpSegment, flags: int) -> int:
     """SEG.LEN: payload plus one for SYN and one for FIN (RFC 9293 3.4)."""
     return len(seg.payload) + (flags & F_FIN) + ((flags & F_SYN) >> 1)
@@ -125,6 +131,108 @@ def _seg_len(seg: TcpSegment, flags: int) -> int:
 
 class Connection:
     """A TCP connection owned by a `Host`. Create with `Host.connect` or accept from a `Listener`."""
+
+    # Slots: a ~95-attribute instance dict costs ~3 KB per connection (issue 6: <= 4 KB per idle
+    # connection). "__dict__" stays so an attribute missing here still works, only costs memory.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_ack_batch",
+        "_ack_now",
+        "_ack_pending",
+        "_adv_mss",
+        "_bytes_acked",
+        "_ca_state",
+        "_cc",
+        "_data_evt",
+        "_deadline",
+        "_dsack",
+        "_dupacks",
+        "_eof",
+        "_exposed",
+        "_fin_abs",
+        "_held_ack",
+        "_high_rxt",
+        "_hold_third_ack",
+        "_host",
+        "_in_seg",
+        "_ip_id",
+        "_key",
+        "_laddr",
+        "_last_oow_ack",
+        "_last_rcv",
+        "_lport",
+        "_max_snd_wnd",
+        "_mss",
+        "_mtu_mss",
+        "_ofo",
+        "_ofo_fin",
+        "_orphan",
+        "_peer_mss",
+        "_pending_rst",
+        "_persist_backoff",
+        "_probes_out",
+        "_raddr",
+        "_rbuf",
+        "_rcv_mss",
+        "_rcv_nxt",
+        "_rcv_wnd",
+        "_rcv_wscale",
+        "_rcv_wup",
+        "_recover",
+        "_reordering",
+        "_request",
+        "_retrans_hi",
+        "_retransmits",
+        "_rport",
+        "_rtt",
+        "_rtt_seq",
+        "_rtt_time",
+        "_rtx_is_persist",
+        "_sack_ok",
+        "_sb",
+        "_sbuf",
+        "_snd_nxt",
+        "_snd_sml",
+        "_snd_una",
+        "_snd_wl1",
+        "_snd_wnd",
+        "_snd_wscale",
+        "_space_evt",
+        "_st_bytes_rcvd",
+        "_st_bytes_sent",
+        "_st_fast_rtx",
+        "_st_rtx_bytes",
+        "_st_rtx_segs",
+        "_st_segs_in",
+        "_st_segs_out",
+        "_st_timeouts",
+        "_syn_retransmits",
+        "_syn_tsval",
+        "_syn_tsval_last",
+        "_t_close",
+        "_t_delack",
+        "_t_keepalive",
+        "_t_rtx",
+        "_third_ack_held",
+        "_ts_off",
+        "_ts_ok",
+        "_ts_recent",
+        "_ts_recent_stamp",
+        "_tx_times",
+        "_wr_shutdown",
+        "_ws_ok",
+        "config",
+        "error",
+        "irs",
+        "iss",
+        "listener",
+        "local",
+        "policy",
+        "remote",
+        "state",
+        "toa_peer",
+    )
 
     def __init__(
         self,
@@ -149,6 +257,8 @@ class Connection:
         self.listener = listener
         self.state = S.CLOSED
         self.error: ConnectionFailed | None = None
+        # Host(toa="getpeername"): the client address the LB's TOA option carried (toa.ko sk_user_data)
+        self.toa_peer: tuple[str, int] | None = None
         self._key = (local[0], local[1], remote[0], remote[1])
         self._ip_id = ip_id
         self._exposed = listener is None  # the runtime knows it (active open, or passive once Connected)
@@ -211,7 +321,8 @@ class Connection:
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None  # the handshake being timed (SYN offset + 1)
         self._rtt_time = 0.0
-        self._tx_times: deque[tuple[int, float]] = deque()  # (end offset, first send time) per segment
+        # (end offset, first send time) per segment; made on first send (an empty deque is ~600 bytes)
+        self._tx_times: deque[tuple[int, float]] | None = None
         self._retrans_hi = 0  # end of the highest retransmission (Karn's ambiguity below it)
         self._retransmits = 0  # consecutive timeouts without progress
         self._syn_retransmits = 0
@@ -227,6 +338,7 @@ class Connection:
 
         # --- acknowledgment state ---
         self._ack_now = False
+        self._ack_batch = False  # an ACK is due by the end of this batch (Host.ack_per_batch)
         self._ack_pending = False  # data arrived and awaits a (delayed) ACK
         self._last_oow_ack: float | None = None
         self._last_rcv = 0.0
@@ -573,11 +685,12 @@ class Connection:
         self._rcv_wnd = min(self.config.recv_buffer, _MAX_WINDOW)
         self._send_syn(now, ack=False)
 
-    def _open_passive(self, seg: TcpSegment, now: float) -> None:
+    def _open_passive(self, seg: TcpSegment, now: float, *, send_synack: bool = True) -> None:
         """LISTEN received an acceptable SYN (RFC 9293 3.10.7.2 third): SYN-RECEIVED, send SYN-ACK.
 
         This is a request socket (Linux tcp_conn_request): options offered by the peer decide what the
-        SYN-ACK carries (tcp_synack_options mirrors the SYN)."""
+        SYN-ACK carries (tcp_synack_options mirrors the SYN). `send_synack=False`: the SYN-ACK already
+        went out statelessly (a SYN cookie, Linux cookie_v4_check rebuilding the request)."""
         self._request = True
         self._set_state(S.SYN_RECEIVED)
         self._take_peer_syn(seg, now)
@@ -586,7 +699,10 @@ class Connection:
         self._snd_wl1 = 0
         self._rcv_wnd = min(self.config.recv_buffer, _MAX_WINDOW)
         self._rcv_wup = self._rcv_nxt
-        self._send_syn(now, ack=True)
+        if send_synack:
+            self._send_syn(now, ack=True)
+        else:
+            self._snd_nxt = 1  # our SYN (the cookie SYN-ACK) is in sequence space already
 
     def _take_peer_syn(self, seg: TcpSegment, now: float) -> None:
         """Record the peer's SYN: IRS, RCV.NXT, and negotiate options (RFC 9293 3.7.1, RFC 7323, RFC 2018)."""
@@ -664,6 +780,17 @@ class Connection:
 
     def _input(self, seg: TcpSegment, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 3.10.7) for this connection."""
+        if self.state is S.ESTABLISHED and seg.payload and int(seg.flags) in _FAST_FLAGS:
+            # header prediction for segments given as values (the simulator), as Host._receive_fast
+            opts = seg.options
+            if not opts:
+                tsval = -1
+            elif len(opts) == 3 and type(opts[2]) is Timestamps and type(opts[0]) is type(opts[1]) is Nop:
+                tsval = opts[2].tsval
+            else:
+                tsval = -2  # any other options: the general path
+            if tsval != -2 and self._fast_data(seg.seq, seg.ack, seg.window, tsval, seg.payload, now):
+                return
         self._st_segs_in += 1
         self._in_seg = seg
         state = self.state
@@ -676,9 +803,76 @@ class Connection:
         elif state is not S.CLOSED:
             self._rcv_synchronized(seg, now)
         self._in_seg = None
-        if self.state is not S.CLOSED or self._pending_rst:
+        if self._ack_now or self._pending_rst:
+            # An ACK that must not wait (out of order, D-SACK, window probe...): RFC 5681 4.2 wants
+            # one duplicate ACK per out-of-order segment, so these are never merged.
+            if self.state is not S.CLOSED or self._pending_rst:
+                self._transmit(now)
+        elif self._host.ack_per_batch and self.state is not S.CLOSED:
+            # Everything else (the every-second-segment ACK, data the peer's ACK lets us send) waits
+            # for packets_to_send(): a runtime that feeds a whole batch of reads first sends one
+            # cumulative ACK and one burst per batch instead of one per segment.
+            self._host._mark_dirty(self)
+        elif self.state is not S.CLOSED:
             self._transmit(now)
         self._host._reschedule(self)
+
+    def _fast_data(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.data_segment)
+        self, seq: int, ack: int, window: int, tsval: int, payload: bytes | memoryview, now: float
+    ) -> bool:
+        """Header prediction (Linux tcp_rcv_established fast path): the next in-order data segment of a
+        quiet ESTABLISHED connection, acking nothing new and changing no window, with an acceptable
+        timestamp. Does exactly what _input would do for it; returns False, having changed nothing,
+        whenever any other rule could apply (then the caller takes the general path)."""
+        if (
+            self.state is not S.ESTABLISHED
+            or self._ca_state != _CA_OPEN
+            or self._ofo
+            or self._ofo_fin is not None
+            or self._third_ack_held
+            or self._rtx_is_persist
+            or self._pending_rst
+            or self._snd_nxt != self._snd_una
+            or ack != self.snd_una
+            or seq != self.rcv_nxt
+            or (window << self._snd_wscale) != self._snd_wnd
+        ):
+            return False
+        if self._ts_ok:
+            # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
+            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+                return False
+        elif tsval >= 0:
+            return False
+        policy = type(self.policy)
+        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
+            return False  # a user policy may decide otherwise: let it see the segment
+        seq_abs = self._rcv_nxt
+        length = len(payload)
+        end = seq_abs + length
+        if end > self._rcv_wup + self._rcv_wnd:
+            return False  # not entirely inside the window we advertised
+        self._st_segs_in += 1
+        self._last_rcv = now
+        self._probes_out = 0
+        # RFC 9293 3.10.7.4 window update: only SND.WL1 moves, the window itself is unchanged
+        self._snd_wl1 = max(self._snd_wl1, seq_abs)
+        if tsval >= 0 and seq_abs <= self._rcv_wup:
+            self._ts_recent = tsval  # RFC 7323 4.3
+            self._ts_recent_stamp = now
+        self._rbuf.append(payload)
+        self._rcv_nxt = end
+        self._st_bytes_rcvd += length
+        if length > self._rcv_mss:
+            self._rcv_mss = min(length, self._adv_mss)
+        self._data_arrived()
+        self._schedule_ack(now)
+        if self._ack_now or not self._host.ack_per_batch:
+            self._transmit(now)
+        else:
+            self._host._mark_dirty(self)  # one ACK per batch, see _input
+        self._host._reschedule(self)
+        return True
 
     def _drop(self, reason: str, counter: str | None = None) -> None:
         """Report a dropped (or challenged) segment (counters are bumped by the caller)."""
@@ -1020,9 +1214,14 @@ class Connection:
             if seg_len:
                 self._process_data(seg, seq_abs, now)
         elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK):
-            # the peer already sent FIN: only retransmissions (below rcv_nxt) are expected; ack them
+            # the peer already sent FIN: only retransmissions (below rcv_nxt) are expected; ack them.
+            # Text past the FIN is ignored (RFC 9293 3.10.7.4 seventh), never queued for the user.
             if seq_abs < self._rcv_nxt and seg_len:
-                self._process_data(seg, seq_abs, now)
+                if end_abs <= self._rcv_nxt:
+                    self._process_data(seg, seq_abs, now)
+                else:
+                    self._drop("data beyond the peer's FIN ignored")
+                    self._ack_now = True
         elif state is S.TIME_WAIT and seg_len and seq_abs < self._rcv_nxt:
             self._ack_now = True
 
@@ -1370,7 +1569,10 @@ class Connection:
         """Delayed ACK (RFC 9293 3.8.6.3, RFC 5681 4.2; Linux __tcp_ack_snd_check): ACK at once when more
         than one full segment is unacknowledged, else within config.delayed_ack."""
         if self._rcv_nxt - self._rcv_wup > self._rcv_mss or self.config.delayed_ack <= 0:
-            self._ack_now = True
+            if self._host.ack_per_batch:
+                self._ack_batch = True  # one cumulative ACK when the batch is done (see _input)
+            else:
+                self._ack_now = True
             return
         self._ack_pending = True
         if self._t_delack is None:
@@ -1459,7 +1661,7 @@ class Connection:
         sent = False
         if state in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
             sent = self._send_data(now)
-        if not sent and self._ack_now:
+        if not sent and (self._ack_now or self._ack_batch):
             self._send_ack(now)
 
     def _send_end(self) -> int:
@@ -1587,6 +1789,8 @@ class Connection:
             self._retrans_hi = max(self._retrans_hi, end)  # Karn: data below is ambiguous to time
         else:
             self._st_bytes_sent += len(payload)
+            if self._tx_times is None:
+                self._tx_times = deque()
             self._tx_times.append((end, now))
         self._emit(seg, retransmit=retransmit)
         self._on_ack_sent()
@@ -1701,6 +1905,7 @@ class Connection:
 
     def _on_ack_sent(self) -> None:
         self._ack_now = False
+        self._ack_batch = False
         self._ack_pending = False
         self._t_delack = None
         self._dsack = None

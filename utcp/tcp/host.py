@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import secrets
 from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Literal
@@ -23,15 +24,19 @@ from utcp.tcp.isn import IsnGenerator
 from utcp.tcp.ports import LinuxPortAllocator, PortAllocator
 from utcp.tcp.seq import SEQ_MASK
 from utcp.tcp.state import TcpState
+from utcp.tcp.syncookies import SynCookies
 from utcp.wire.codec import parse_ipv4
 from utcp.wire.errors import ChecksumError, WireError
+from utcp.wire.fastpath import data_segment
 from utcp.wire.format import format_flags
-from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, TcpFlags, TcpSegment, Toa
+from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, Mss, TcpFlags, TcpSegment, Toa
 
 __all__ = ["Host", "Listener"]
 
 ANY = "0.0.0.0"
 _Key = tuple[str, int, str, int]
+_SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cookie (Linux TCP_SYNCOOKIE_VALID)
+_TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
 
 
@@ -54,6 +59,7 @@ class Listener:
         self.closed = False
         self._syn_queue: dict[Connection, None] = {}
         self._accept_queue: deque[Connection] = deque()
+        self._last_overflow: float | None = None  # last SYN cookie sent (Linux tcp_synq_overflow)
 
     def __repr__(self) -> str:
         return f"<Listener {self.address}:{self.port} backlog={self.backlog}>"
@@ -109,6 +115,7 @@ class Host:
         toa: Literal["getpeername"] | None = None,
         ack_per_batch: bool = False,
         verify_checksums: bool = True,
+        max_connections: int | None = None,
     ) -> None:
         self.addresses = tuple(addresses)
         if not self.addresses:
@@ -131,6 +138,15 @@ class Host:
         self.ack_per_batch = ack_per_batch
         # False only for links whose packets the kernel checksummed itself (a TUN device, no offloads).
         self.verify_checksums = verify_checksums
+        self._addr_names: dict[bytes, str] = {}  # 4 raw bytes -> dotted quad, for the receive fast path
+        if max_connections is not None and max_connections < 1:
+            raise TcpUsageError("max_connections must be at least 1 (or None: no limit)")
+        # every connection the host holds counts, SYN-RECEIVED and TIME-WAIT included
+        self.max_connections = max_connections
+        # SYN cookie key: from the seed without drawing from _rng (which would shift IP IDs and ports)
+        self._cookies = SynCookies(
+            random.Random(seed ^ 0x5C00C1E5).randbytes(16) if seed is not None else secrets.token_bytes(16)
+        )
         self._rng = random.Random(seed)
         sub = [self._rng.getrandbits(64) for _ in range(3)] if seed is not None else [None, None, None]
         self._isn = isn_generator if isn_generator is not None else IsnGenerator(rng_seed=sub[0])
@@ -160,6 +176,8 @@ class Host:
     def receive(self, packet: IPv4Packet | bytes | bytearray | memoryview, now: float) -> None:
         """Process one packet from the network. Bytes are parsed; bad ones are counted and dropped."""
         self._now = now
+        if type(packet) is bytes and self._receive_fast(packet, now):
+            return
         if not isinstance(packet, IPv4Packet):
             try:
                 packet = parse_ipv4(packet, verify_checksums=self.verify_checksums)
@@ -188,6 +206,28 @@ class Host:
             self._emit(SegmentDropped(reason, counter))
             return
         self._deliver(packet.src, packet.dst, seg, now)
+
+    def _receive_fast(self, raw: bytes, now: float) -> bool:
+        """Header prediction (Linux tcp_rcv_established fast path): an in-order data segment for an
+        ESTABLISHED connection goes straight into its receive buffer, no packet values built. False:
+        nothing was done, take the general path."""
+        shape = data_segment(raw, self.verify_checksums)
+        if shape is None:
+            return False
+        src, dst, sport, dport, seq, ack, window, tsval, _tsecr, start = shape
+        names = self._addr_names
+        sname = names.get(src)
+        dname = names.get(dst)
+        if sname is None or dname is None:
+            if len(names) > 4096:
+                names.clear()  # bounded: a flood of source addresses must not grow it forever
+            sname = names[src] = ".".join(map(str, src))
+            dname = names[dst] = ".".join(map(str, dst))
+        conn = self._conns.get((dname, dport, sname, sport))
+        if conn is None or not conn._fast_data(seq, ack, window, tsval, memoryview(raw)[start:], now):
+            return False
+        self.counters["InSegs"] += 1
+        return True
 
     def packets_to_send(self, now: float) -> list[IPv4Packet]:
         """Everything ready to go out. Packets to our own addresses are delivered here, internally."""
@@ -335,6 +375,8 @@ class Host:
             raise TcpUsageError(
                 f"address in use: {local_address}:{local_port} -> {remote_address}:{remote_port}"
             )
+        if self._at_connection_limit():
+            raise TcpUsageError(f"connection limit reached (max_connections={self.max_connections})")
         cfg = config if config is not None else self.config
         conn = Connection(
             self,
@@ -412,7 +454,9 @@ class Host:
         if flags & TcpFlags.RST:
             self._emit(SegmentDropped("LISTEN: RST ignored", None, summary))
             return
-        # second, check for an ACK: <SEQ=SEG.ACK><CTL=RST>
+        # second, check for an ACK: <SEQ=SEG.ACK><CTL=RST>; first the SYN cookie it may carry back
+        if flags & TcpFlags.ACK and not flags & TcpFlags.SYN and self._cookie_ack(lst, src, dst, seg, now):
+            return
         if flags & TcpFlags.ACK:
             self._emit(SegmentDropped("LISTEN: ACK answered with RST", "OutRsts", summary))
             self._send_reset(dst, src, seg)
@@ -444,11 +488,19 @@ class Host:
             self.counters["ListenDrops"] += 1
             self._emit(SegmentDropped("accept queue full", "ListenOverflows", summary))
             return
+        if len(lst._syn_queue) > lst.backlog and isn is None and lst.config.syn_cookies:
+            # SYN queue full: answer with a cookie, keep no state (Linux tcp_conn_request want_cookie)
+            self.counters["TCPReqQFullDoCookies"] += 1
+            self._send_cookie(lst, src, dst, seg, now)
+            return
         if len(lst._syn_queue) > lst.backlog:
-            # SYN queue full, no SYN cookies here: drop (Linux TCPReqQFullDrop, ListenDrops)
+            # SYN queue full, no SYN cookies: drop (Linux TCPReqQFullDrop, ListenDrops)
             self.counters["TCPReqQFullDrop"] += 1
             self.counters["ListenDrops"] += 1
             self._emit(SegmentDropped("SYN queue full", "ListenDrops", summary))
+            return
+        if self._at_connection_limit():
+            self._limit_drop(summary)
             return
         local = (dst, seg.dst_port)
         remote = (src, seg.src_port)
@@ -469,6 +521,89 @@ class Host:
         self._register(conn)
         conn._open_passive(seg, now)
         self._reschedule(conn)
+
+    # --- resource limits and SYN cookies ------------------------------------------------------------------
+
+    def _at_connection_limit(self) -> bool:
+        return self.max_connections is not None and len(self._conns) >= self.max_connections
+
+    def _limit_drop(self, summary: str) -> None:
+        """A peer's SYN (or cookie ACK) over Host(max_connections): counted and dropped, as a full SYN
+        queue is (ListenDrops)."""
+        self.counters["TCPMaxConnectionsDrop"] += 1
+        self.counters["ListenDrops"] += 1
+        self._emit(SegmentDropped("connection limit reached", "TCPMaxConnectionsDrop", summary))
+
+    def _cookie_mss(self, lst: Listener) -> int:
+        base = lst.config.mss if lst.config.mss is not None else self.mtu - 40
+        return max(min(base, 65535), 88)  # what a connection would advertise (Connection._adv_mss)
+
+    def _send_cookie(self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float) -> None:
+        """A stateless SYN-ACK whose ISN is a SYN cookie (Linux tcp_conn_request with want_cookie)."""
+        peer_mss = _TCP_MSS_DEFAULT
+        for opt in seg.options:
+            if isinstance(opt, Mss):
+                peer_mss = opt.value
+                break
+        mss = min(peer_mss, self._cookie_mss(lst))
+        cookie = self._cookies.make((src, seg.src_port, dst, seg.dst_port), seg.seq, mss, now)
+        lst._last_overflow = now
+        synack = TcpSegment(
+            seg.dst_port,
+            seg.src_port,
+            cookie,
+            (seg.seq + 1) & SEQ_MASK,
+            TcpFlags.SYN | TcpFlags.ACK,
+            min(lst.config.recv_buffer, 65535),
+            (Mss(self._cookie_mss(lst)),),
+        )
+        self.counters["SyncookiesSent"] += 1
+        summary = _summary(src, dst, seg)
+        self._emit(SegmentDropped("SYN queue full: SYN cookie sent", "SyncookiesSent", summary))
+        self._send(IPv4Packet(dst, src, synack))
+
+    def _cookie_ack(self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float) -> bool:
+        """An ACK to a listener that may return a SYN cookie (Linux cookie_v4_check). True when it was
+        consumed (a connection made, or dropped for a full queue / the limit); False: go on to the RST."""
+        last = lst._last_overflow
+        if not lst.config.syn_cookies or last is None or now - last > _SYNCOOKIE_VALID:
+            return False  # tcp_synq_no_recent_overflow: no cookie was sent lately
+        sseq = (seg.seq - 1) & SEQ_MASK
+        cookie = (seg.ack - 1) & SEQ_MASK
+        mss = self._cookies.check((src, seg.src_port, dst, seg.dst_port), sseq, cookie, now)
+        summary = _summary(src, dst, seg)
+        if mss is None:
+            self.counters["SyncookiesFailed"] += 1
+            return False
+        self.counters["SyncookiesRecv"] += 1
+        if len(lst._accept_queue) > lst.backlog:
+            # tcp_get_cookie_sock -> syn_recv_sock: sk_acceptq_is_full
+            self.counters["ListenOverflows"] += 1
+            self.counters["ListenDrops"] += 1
+            self._emit(SegmentDropped("accept queue full (SYN cookie ACK)", "ListenOverflows", summary))
+            return True
+        if self._at_connection_limit():
+            self._limit_drop(summary)
+            return True
+        # rebuild the request from the cookie: the SYN had sequence SEG.SEQ - 1 and (at least) this MSS
+        syn = TcpSegment(seg.src_port, seg.dst_port, sseq, 0, TcpFlags.SYN, seg.window, (Mss(mss),))
+        conn = Connection(
+            self,
+            (dst, seg.dst_port),
+            (src, seg.src_port),
+            lst.config,
+            lst.policy,
+            iss=cookie,
+            mtu_mss=self.mtu - 40,
+            ip_id=0,
+            listener=lst,
+        )
+        lst._syn_queue[conn] = None
+        self._register(conn)
+        conn._open_passive(syn, now, send_synack=False)
+        conn._input(seg, now)  # the ACK completes the handshake (and may carry data)
+        self._reschedule(conn)
+        return True
 
     def _reopen(
         self, local: tuple[str, int], remote: tuple[str, int], seg: TcpSegment, now: float, isn: int

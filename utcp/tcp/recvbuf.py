@@ -34,7 +34,8 @@ class ReadBuffer:
         """Up to `max_bytes` from the front."""
         head = self._head
         end = min(len(self._buf), head + max_bytes)
-        out = bytes(self._buf[head:end])
+        with memoryview(self._buf) as view:
+            out = bytes(view[head:end])  # one copy (a bytearray slice would be a second)
         if end == len(self._buf):
             self._buf.clear()
             self._head = 0

@@ -1,0 +1,173 @@
+"""The receive fast path (header prediction) changes speed, not behaviour.
+
+Each transfer runs on the simulator with the same seeds: with the fast path switched off (the general
+path), with packets handed to the hosts as values (Connection._input's header prediction), and as
+bytes (Host._receive_fast, what the TUN runtime does). Every packet on the wire, at the same virtual
+time, must be the same; with and without per-batch ACKs.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from utcp.sim import (
+    CLIENT_ADDRESS,
+    SERVER_ADDRESS,
+    BulkSender,
+    Impairment,
+    Network,
+    Reader,
+)
+from utcp.tcp.config import TcpConfig
+from utcp.tcp.connection import Connection
+from utcp.tcp.host import Host
+from utcp.tcp.state import TcpState
+from utcp.wire import IPv4Packet, build_ipv4
+
+SIZE = 800_000
+
+
+class BytesNode:
+    """Hands the wrapped host raw bytes, as a TUN runtime does."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.addresses = host.addresses
+
+    def receive(self, packet: IPv4Packet, now: float) -> None:
+        self.host.receive(build_ipv4(packet), now)
+
+    def packets_to_send(self, now: float) -> list[IPv4Packet]:
+        return self.host.packets_to_send(now)
+
+    def next_deadline(self) -> float | None:
+        return self.host.next_deadline()
+
+    def on_timer(self, now: float) -> None:
+        self.host.on_timer(now)
+
+
+def transfer(
+    *, as_bytes: bool, config: TcpConfig, impairment: Impairment | None, ack_per_batch: bool
+) -> tuple[list[tuple[float, str, IPv4Packet]], bytes, dict[str, int]]:
+    net = Network(capture=True)
+    hosts = []
+    for name, address, seed in (("client", CLIENT_ADDRESS, 1), ("server", SERVER_ADDRESS, 2)):
+        host = Host([address], config, seed=seed, ack_per_batch=ack_per_batch)
+        net.add_node(name, BytesNode(host) if as_bytes else host, [address])
+        hosts.append(host)
+    client, server = hosts
+    net.link("client", "server", latency=0.002, bandwidth=50e6, impairment=impairment)
+    # One way, so the receiver stays ESTABLISHED with nothing in flight: the fast path's case.
+    listener = server.listen(SERVER_ADDRESS, 80)
+    data = random.Random(3).randbytes(SIZE)
+    sender = BulkSender(client.connect(SERVER_ADDRESS, 80, 0.0), data, finish="close")
+    readers: list[Reader] = []
+
+    def serve(now: float) -> None:
+        client.events()
+        server.events()
+        if (conn := listener.accept()) is not None:
+            readers.append(Reader(conn))
+        for reader in readers:
+            reader.poll(now)
+            if reader.eof and reader.conn.state is TcpState.CLOSE_WAIT:
+                reader.conn.close()
+
+    net.add_hook(sender.poll)
+    net.add_hook(serve)
+    assert net.run_until(lambda: bool(readers) and readers[0].conn.state is TcpState.CLOSED, timeout=120.0)
+    wire: list[tuple[float, str, IPv4Packet]] = [(c.time, c.event, c.packet) for c in net.captures]
+    assert isinstance(wire[0][2], IPv4Packet)
+    return wire, bytes(readers[0].received), dict(server.counters)
+
+
+@pytest.mark.parametrize("ack_per_batch", [False, True])
+@pytest.mark.parametrize(
+    ("config", "impairment"),
+    [
+        (TcpConfig(), None),
+        (TcpConfig(timestamps=False), None),
+        (TcpConfig(), Impairment(loss=0.02, reorder=0.02, duplicate=0.01, seed=5)),
+        (TcpConfig(sack=False), Impairment(loss=0.02, seed=6)),
+    ],
+)
+def test_the_fast_path_does_not_change_a_packet(
+    config: TcpConfig, impairment: Impairment | None, ack_per_batch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_bytes = transfer(as_bytes=True, config=config, impairment=impairment, ack_per_batch=ack_per_batch)
+    fast_values = transfer(as_bytes=False, config=config, impairment=impairment, ack_per_batch=ack_per_batch)
+    with monkeypatch.context() as m:
+        m.setattr(Connection, "_fast_data", lambda *args: False)
+        slow = transfer(as_bytes=False, config=config, impairment=impairment, ack_per_batch=ack_per_batch)
+    assert fast_bytes[1] == fast_values[1] == slow[1] == random.Random(3).randbytes(SIZE)
+    assert fast_bytes[0] == slow[0]
+    assert fast_values[0] == slow[0]
+    assert fast_bytes[2] == fast_values[2] == slow[2]
+
+
+def test_the_fast_path_is_taken() -> None:
+    # Guard against the equality above holding only because the fast path never runs.
+    host = Host([SERVER_ADDRESS], TcpConfig(), seed=2)
+    calls = []
+    original = host._receive_fast
+
+    def spy(raw: bytes, now: float) -> bool:
+        taken = original(raw, now)
+        calls.append(taken)
+        return taken
+
+    host._receive_fast = spy  # type: ignore[method-assign]
+    net = Network()
+    client = Host([CLIENT_ADDRESS], TcpConfig(), seed=1)
+    net.add_node("client", client, [CLIENT_ADDRESS])
+    net.add_node("server", BytesNode(host), [SERVER_ADDRESS])
+    net.link("client", "server", latency=0.002)
+    listener = host.listen(SERVER_ADDRESS, 80)
+    sender = BulkSender(client.connect(SERVER_ADDRESS, 80, 0.0), bytes(100_000), finish="none")
+    readers: list[Reader] = []
+
+    def serve(now: float) -> None:
+        if (conn := listener.accept()) is not None:
+            readers.append(Reader(conn))
+        for reader in readers:
+            reader.poll(now)
+
+    net.add_hook(sender.poll)
+    net.add_hook(serve)
+    assert net.run_until(lambda: bool(readers) and len(readers[0].received) == 100_000, timeout=60.0)
+    assert sum(calls) >= 60  # 100 kB in 1448-byte segments to an ESTABLISHED receiver: nearly all
+
+
+def test_segments_given_as_values_take_the_fast_path_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[bool] = []
+    original = Connection._fast_data
+
+    def spy(self: Connection, *args: object) -> bool:
+        result = original(self, *args)  # type: ignore[arg-type]
+        taken.append(result)
+        return result
+
+    monkeypatch.setattr(Connection, "_fast_data", spy)
+    net = Network()
+    client = Host([CLIENT_ADDRESS], TcpConfig(), seed=1)
+    server = Host([SERVER_ADDRESS], TcpConfig(), seed=2)
+    net.add_node("client", client, [CLIENT_ADDRESS])
+    net.add_node("server", server, [SERVER_ADDRESS])
+    net.link("client", "server", latency=0.002)
+    listener = server.listen(SERVER_ADDRESS, 80)
+    sender = BulkSender(client.connect(SERVER_ADDRESS, 80, 0.0), bytes(100_000), finish="none")
+    readers: list[Reader] = []
+
+    def serve(now: float) -> None:
+        if (conn := listener.accept()) is not None:
+            readers.append(Reader(conn))
+        for reader in readers:
+            reader.poll(now)
+
+    net.add_hook(sender.poll)
+    net.add_hook(serve)
+    assert net.run_until(lambda: bool(readers) and len(readers[0].received) == 100_000, timeout=60.0)
+    assert sum(taken) >= 60

@@ -1,0 +1,87 @@
+"""utcp.wire.fastpath.data_segment agrees with the general parser on every packet it accepts, and
+declines every packet that is not the plain data-segment shape (or whose checksum is wrong)."""
+
+from __future__ import annotations
+
+import socket
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.wire.strategies import packets
+from utcp.wire import IPv4Packet, Nop, TcpFlags, TcpSegment, Timestamps, WireError, build_ipv4, parse_ipv4
+from utcp.wire.fastpath import data_segment
+
+PLAIN_FLAGS = (TcpFlags.ACK, TcpFlags.ACK | TcpFlags.PSH)
+
+
+def _data_packet(options: tuple[object, ...], payload: bytes, flags: TcpFlags = TcpFlags.ACK) -> bytes:
+    seg = TcpSegment(40000, 80, 123456789, 987654321, flags, 502, options, payload)  # type: ignore[arg-type]
+    return build_ipv4(IPv4Packet("198.18.0.1", "198.18.0.2", seg))
+
+
+def _agrees(raw: bytes, verify: bool) -> None:
+    shape = data_segment(raw, verify)
+    try:
+        packet = parse_ipv4(raw, verify_checksums=verify)
+    except WireError:
+        assert shape is None  # malformed or bad checksum: the fast path never claims it
+        return
+    if shape is None:
+        return  # declining is always allowed: the general path then handles it
+    src, dst, sport, dport, seq, ack, window, tsval, tsecr, start = shape
+    seg = packet.tcp
+    assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == (packet.src, packet.dst)
+    assert (sport, dport, seq, ack, window) == (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.window)
+    assert seg.flags in PLAIN_FLAGS and seg.payload == raw[start:] and seg.payload
+    assert not packet.more_fragments and not packet.fragment_offset and not packet.options
+    ts = seg.option(Timestamps)
+    if ts is None:
+        assert seg.options == () and tsval == tsecr == -1
+    else:
+        assert seg.options == (Nop(), Nop(), ts) and (tsval, tsecr) == (ts.tsval, ts.tsecr)
+
+
+@settings(max_examples=300)
+@given(packets(), st.booleans())
+def test_agrees_with_the_general_parser_on_arbitrary_packets(packet: IPv4Packet, verify: bool) -> None:
+    _agrees(build_ipv4(packet), verify)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([(), (Nop(), Nop(), Timestamps(5, 6))]),
+    st.binary(min_size=1, max_size=200),
+    st.sampled_from(PLAIN_FLAGS),
+    st.integers(0, 1499),
+    st.integers(0, 255),
+)
+def test_agrees_on_data_segments_with_one_corrupted_byte(
+    options: tuple[object, ...], payload: bytes, flags: TcpFlags, where: int, xor: int
+) -> None:
+    raw = bytearray(_data_packet(options, payload, flags))
+    raw[where % len(raw)] ^= xor
+    _agrees(bytes(raw), True)
+    _agrees(bytes(raw), False)
+
+
+def test_recognises_the_bulk_shapes() -> None:
+    with_ts = _data_packet((Nop(), Nop(), Timestamps(1000, 2000)), b"x" * 1448, TcpFlags.ACK | TcpFlags.PSH)
+    assert data_segment(with_ts) == (
+        bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80, 123456789, 987654321, 502, 1000, 2000, 52
+    )  # fmt: skip
+    plain = _data_packet((), b"y" * 10)
+    assert data_segment(plain) is not None and data_segment(plain)[-1] == 40  # type: ignore[index]
+
+
+def test_declines_other_shapes() -> None:
+    assert data_segment(_data_packet((Nop(), Nop(), Timestamps(1, 2)), b"")) is None  # no payload
+    assert data_segment(_data_packet((), b"x", TcpFlags.ACK | TcpFlags.FIN)) is None
+    assert data_segment(_data_packet((), b"x", TcpFlags.SYN)) is None
+
+
+def test_a_bad_tcp_checksum_is_declined_unless_trusted() -> None:
+    raw = bytearray(_data_packet((), b"payload"))
+    raw[-1] ^= 0xFF
+    assert data_segment(bytes(raw), True) is None
+    assert data_segment(bytes(raw), False) is not None
