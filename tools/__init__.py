@@ -1,0 +1,1 @@
+"""Developer tools: benchmarks (tools.bench), wire microbenchmarks."""

@@ -1,0 +1,1 @@
+"""Benchmarks of utcp against the Linux kernel, in namespaces this tool creates (issue 6)."""
