@@ -57,7 +57,8 @@ __all__ = [
 
 SELF_PORT = 18084  # the field report's port
 A_PORT, B_PORT = 5001, 5002
-DELAY = 0.1  # seconds one way on every simultaneous-open path: a's SYN is in flight while b connects
+DELAY = 0.3  # seconds one way on every simultaneous-open path: a's SYN is in flight while b connects
+# (b starts once `ss` shows a in SYN-SENT: a subprocess and a setns thread, slow on a loaded machine)
 PAYLOAD = b"hello, me"
 SEQ_MOD = 1 << 32
 SYN, ACK = TcpFlags.SYN, TcpFlags.ACK

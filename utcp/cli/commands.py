@@ -10,7 +10,8 @@ import sys
 import structlog
 import trio
 
-from utcp.cli.common import EXIT_FAILED, EXIT_OK, guarded
+from utcp.cli.boxes import environment_problem
+from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, check_output_path, guarded
 from utcp.cli.services import CHUNK, SERVICES
 from utcp.io.api import UtcpStream
 from utcp.io.stack import UtcpStack
@@ -54,7 +55,18 @@ async def _peer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _environment_ok(args: argparse.Namespace) -> bool:
+    """No root or no /dev/net/tun: one line and exit 1, before anything is opened."""
+    problem = environment_problem()
+    if problem is not None:
+        print(f"utcp {args.command}: error: {problem}", file=sys.stderr)
+    return problem is None
+
+
 def run_peer(args: argparse.Namespace) -> int:
+    check_output_path("--pcap", args.pcap)
+    if not _environment_ok(args):
+        return EXIT_FAILED
     return trio.run(_peer, args)
 
 
@@ -94,4 +106,9 @@ async def _connect(args: argparse.Namespace) -> int:
 
 
 def run_connect(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:  # also refuses nan; trio.fail_after raises on a negative timeout
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
+    check_output_path("--pcap", args.pcap)
+    if not _environment_ok(args):
+        return EXIT_FAILED
     return trio.run(_connect, args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import structlog
 import trio
@@ -52,3 +53,9 @@ def mtu_argument(text: str) -> int:
     if not 576 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"MTU {value} out of range 576-65535")
     return value
+
+
+def check_output_path(option: str, path: str | Path | None) -> None:
+    """A file the command will write (--pcap, ...): its directory must exist, or exit 2 before starting."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise UsageError(f"{option}: directory of {str(path)!r} does not exist")

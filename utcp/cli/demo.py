@@ -17,7 +17,7 @@ import textwrap
 
 import trio
 
-from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, guarded
+from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, check_output_path, guarded
 from utcp.cli.services import SERVICES, body_bytes
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace, netns
@@ -67,6 +67,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise UsageError("/dev/net/tun is missing (modprobe tun)")
     if args.nbytes < 0:
         raise UsageError("--bytes must be >= 0")
+    check_output_path("--pcap", args.pcap)
     # SIGTERM unwinds like Ctrl-C, so the namespace below is deleted on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
     with netns() as ns:

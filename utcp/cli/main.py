@@ -20,7 +20,7 @@ from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
 from utcp.cli.matrix import add_matrix_commands, run_interop_command
 from utcp.io.stack import split_addresses
-from utcp.lab.netns import Namespace
+from utcp.lab.netns import Namespace, NamespaceError
 from utcp.policy import PRESETS, Policy, describe_knobs, describe_policies, resolve_policy
 
 
@@ -162,8 +162,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PermissionError as exc:
         print(f"utcp {args.command}: error: {exc} (run as root)", file=sys.stderr)
         return EXIT_FAILED
+    except (OSError, NamespaceError) as exc:
+        # the environment failed under a running command (a device, a namespace): one line, not a traceback
+        print(f"utcp {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+    except BaseExceptionGroup as group:
+        # trio delivers Ctrl-C to whichever task runs, so it may arrive wrapped by the nurseries it
+        # crossed: still a clean stop, not a traceback.
+        if group.split(KeyboardInterrupt)[1] is None:
+            return 128 + signal.SIGINT
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

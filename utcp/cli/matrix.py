@@ -154,6 +154,14 @@ def _run(
     return results, md_path
 
 
+def _make_out(out: Path) -> None:
+    """The report directory, made before any cell runs: an unwritable --out is one line, not a traceback."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: {exc.strerror or exc}") from None
+
+
 def _print_failures(results: Sequence[CellResult]) -> None:
     from interop.report import diff_lines, verdict  # noqa: PLC0415
 
@@ -198,6 +206,7 @@ def run_matrix(args: argparse.Namespace) -> int:
             print(cell.id)
         return EXIT_OK
     _require_privileges(cells)
+    _make_out(args.out)
     started = time.monotonic()
     results, md_path = _run(cells, scenarios, args.out, args.jobs)
     return _finish(results, md_path, time.monotonic() - started)
@@ -319,6 +328,7 @@ def run_scenario(args: argparse.Namespace) -> int:
     scenarios = _load()
     scenario, cells = _scenario_cells(args, scenarios)
     _require_privileges(cells)
+    _make_out(args.out)
     started = time.monotonic()
     results, md_path = _run(cells, [scenario], args.out, args.jobs)
     for result in results:

@@ -134,12 +134,23 @@ class Namespace:
             if not self.exists():
                 raise NamespaceError(f"network namespace {self.name!r} does not exist")
             return self
-        proc = subprocess.run(["ip", "netns", "add", self.name], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise NamespaceError(f"ip netns add {self.name}: {proc.stderr.strip()}")
+        # Armed before `ip netns add` runs: a Ctrl-C landing after the namespace appears but before this
+        # method returns must still delete it.
         self._created = True
         self._atexit = self.delete
         atexit.register(self._atexit)
+        try:
+            proc = subprocess.run(
+                ["ip", "netns", "add", self.name], capture_output=True, text=True, check=False
+            )
+        except BaseException:
+            self.delete()
+            raise
+        if proc.returncode != 0:
+            self._created = False  # not ours (e.g. the name exists): never delete it
+            atexit.unregister(self._atexit)
+            self._atexit = None
+            raise NamespaceError(f"ip netns add {self.name}: {proc.stderr.strip()}")
         try:
             if self._disable_ipv6:
                 # New interfaces inherit `default`: no IPv6 router solicitations from our devices.
@@ -154,12 +165,14 @@ class Namespace:
     def delete(self) -> None:
         """Terminate the processes we started in here (by PID), then remove the namespace."""
         self.terminate_processes()
+        # Delete first, disarm the atexit safety net after: a Ctrl-C landing in between leaves the
+        # namespace to atexit instead of leaking it.
+        if self._created:
+            subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
+            self._created = False
         if self._atexit is not None:
             atexit.unregister(self._atexit)
             self._atexit = None
-        if self._created:
-            self._created = False
-            subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
 
     def __enter__(self) -> Namespace:
         return self.create()
