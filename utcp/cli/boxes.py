@@ -56,7 +56,14 @@ from typing import IO, Any
 import structlog
 import trio
 
-from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_log_options, mtu_argument
+from utcp.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    add_log_options,
+    interface_argument,
+    mtu_argument,
+)
 from utcp.io.boxrun import BoxRuntime, box_between_namespaces
 from utcp.lab.netns import Namespace, NamespaceError
 from utcp.middlebox import (
@@ -129,12 +136,7 @@ def _lab_address(text: str) -> str:
 
 
 def _lab_interface(text: str) -> str:
-    try:
-        iface = ipaddress.IPv4Interface(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid IPv4 address/prefix {text!r}") from None
-    if "/" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a prefix length, e.g. {text}/24")
+    iface = ipaddress.IPv4Interface(interface_argument(text))
     if not iface.network.subnet_of(LAB_NETWORK):
         raise argparse.ArgumentTypeError(
             f"{text} is not inside {LAB_NETWORK} (only lab addresses are allowed)"

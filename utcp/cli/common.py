@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from pathlib import Path
 
 import structlog
@@ -59,3 +60,14 @@ def check_output_path(option: str, path: str | Path | None) -> None:
     """A file the command will write (--pcap, ...): its directory must exist, or exit 2 before starting."""
     if path is not None and not Path(path).resolve().parent.is_dir():
         raise UsageError(f"{option}: directory of {str(path)!r} does not exist")
+
+
+def interface_argument(text: str) -> str:
+    """argparse type for an interface address with its prefix ("198.18.0.2/24")."""
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid IPv4 address/prefix {text!r}") from None
+    if "/" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a prefix length, e.g. {text}/24")
+    return str(iface)

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from utcp.cli.boxes import BOX_COMMANDS, add_box_commands, run_box
 from utcp.cli.commands import run_connect, run_peer
-from utcp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError, mtu_argument
+from utcp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError, interface_argument, mtu_argument
 from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
 from utcp.cli.matrix import add_matrix_commands, run_interop_command
@@ -39,16 +39,6 @@ def _port(text: str) -> int:
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"port {value} out of range 1-65535")
     return value
-
-
-def _interface(text: str) -> str:
-    try:
-        iface = ipaddress.IPv4Interface(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid IPv4 address/prefix {text!r}") from None
-    if "/" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a prefix length, e.g. {text}/24")
-    return str(iface)
 
 
 def _address(text: str) -> str:
@@ -80,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def tun_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--netns", required=True, help="existing network namespace to create the TUN in")
-        p.add_argument("--address", type=_interface, default="198.18.0.2/24", help="utcp's address/prefix")
+        p.add_argument(
+            "--address", type=interface_argument, default="198.18.0.2/24", help="utcp's address/prefix"
+        )
         p.add_argument("--peer-address", type=_address, default="198.18.0.1", help="the kernel end's address")
         p.add_argument("--mtu", type=mtu_argument, default=1500)
         p.add_argument(
