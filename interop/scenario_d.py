@@ -47,7 +47,7 @@ from interop.scenario_c import Recorder
 from utcp.lab import Endpoint, Lab, Namespace, NamespaceError, SocketOptions, UtcpEndpoint
 from utcp.middlebox.node import MiddleboxNode, from_networks
 from utcp.middlebox.snat import Snat, SnatConfig
-from utcp.policy import resolve_policy
+from utcp.policy import Policy, resolve_policy
 from utcp.sim import Network
 from utcp.tcp.clock import TimestampClock
 from utcp.tcp.config import TcpConfig
@@ -515,13 +515,15 @@ def _sim_error(conn: Connection) -> str:
     return _CONNECT_ERRORS.get(type(conn.error), "OSError") if conn.error is not None else "OSError"
 
 
-def _run_sim(cell: Cell, ctx: CellContext) -> Observation:
-    policy = resolve_policy(cell.policy or "linux")
-    net = Network(capture=True)
+def sim_topology(
+    policy: Policy, ts_offsets: Sequence[int], config: TcpConfig | None = None, *, capture: bool = False
+) -> tuple[Network, Host, Host, Host]:
+    """The all-utcp D topology on virtual time: clients A and B (fixed TS clock offsets) behind a utcp
+    SNAT to OUTSIDE, and a server with `policy` at UTCP_SERVER. Returns (network, server, a, b)."""
+    net = Network(capture=capture)
     server = Host([UTCP_SERVER], seed=3, policy=policy)
-    config = TcpConfig(syn_retries=int(cell.params["syn_retries"]))
     hosts = []
-    for i, ((address, _peer), offset) in enumerate(zip(UTCP_CLIENTS, cell.params["ts_offsets"], strict=True)):
+    for i, ((address, _peer), offset) in enumerate(zip(UTCP_CLIENTS, ts_offsets, strict=True)):
         clock = TimestampClock(offset_mode="fixed", fixed_offset=int(offset))
         hosts.append(Host([address], config, seed=10 + i, ts_clock=clock))
     a, b = hosts
@@ -538,6 +540,13 @@ def _run_sim(cell: Cell, ctx: CellContext) -> Observation:
         net.link(name, "snat", latency=0.001)
     net.add_route("a", "0.0.0.0/0", "snat")
     net.add_route("b", "0.0.0.0/0", "snat")
+    return net, server, a, b
+
+
+def _run_sim(cell: Cell, ctx: CellContext) -> Observation:
+    config = TcpConfig(syn_retries=int(cell.params["syn_retries"]))
+    policy = resolve_policy(cell.policy or "linux")
+    net, server, a, b = sim_topology(policy, cell.params["ts_offsets"], config, capture=True)
     listener = server.listen(UTCP_SERVER, PORT)
     before = server.counters["PAWSPassive"]
 

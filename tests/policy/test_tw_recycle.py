@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from interop.scenario_d import OUTSIDE, UTCP_SERVER, sim_topology
 from tests.tcp.helpers import (
     AK,
     ISS,
@@ -29,11 +30,8 @@ from tests.tcp.helpers import (
     syn_opts,
     ts,
 )
-from utcp.middlebox.node import MiddleboxNode, from_networks
-from utcp.middlebox.snat import Snat, SnatConfig
 from utcp.policy import TCP_PAWS_MSL, LinuxPolicy, LinuxTwRecyclePolicy, Policy
 from utcp.sim.network import Network
-from utcp.tcp.clock import TimestampClock
 from utcp.tcp.connection import Connection
 from utcp.tcp.events import SegmentDropped
 from utcp.tcp.host import Host
@@ -165,10 +163,7 @@ def test_a_syn_accepted_by_a_live_time_wait_skips_the_peer_check() -> None:
 
 # --- scenario D in utcp.sim: two clients behind one SNAT address --------------------------------------
 
-SERVER = "198.18.0.2"
-OUTSIDE = "198.18.0.254"
-CLIENT_A = "198.19.1.1"
-CLIENT_B = "198.19.1.2"
+# The topology is the scenario's own (interop.scenario_d.sim_topology): what the matrix's sim cells run.
 
 
 @dataclass
@@ -180,30 +175,14 @@ class ScenarioD:
 
 
 def _scenario_d(policy: Policy) -> ScenarioD:
-    net = Network()
-    server = Host([SERVER], seed=3, policy=policy)
     # unrelated TS clocks: A's runs far ahead of B's (tcp_timestamps=1 offsets, or two different machines)
-    a = Host([CLIENT_A], seed=1, ts_clock=TimestampClock(offset_mode="fixed", fixed_offset=3_000_000_000))
-    b = Host([CLIENT_B], seed=2, ts_clock=TimestampClock(offset_mode="fixed", fixed_offset=1_000_000_000))
-    snat = MiddleboxNode(
-        Snat(SnatConfig(outside_address=OUTSIDE, inside_networks=("198.19.1.0/24",), seed=4)),
-        from_networks(["198.19.1.0/24"]),
-        (OUTSIDE,),
-    )
-    net.add_node("server", server)
-    net.add_node("a", a)
-    net.add_node("b", b)
-    net.add_node("snat", snat, [OUTSIDE])
-    for name in ("a", "b", "server"):
-        net.link(name, "snat", latency=0.002)
-    net.add_route("a", "0.0.0.0/0", "snat")
-    net.add_route("b", "0.0.0.0/0", "snat")
-    server.listen(SERVER, 80)
+    net, server, a, b = sim_topology(policy, (3_000_000_000, 1_000_000_000))
+    server.listen(UTCP_SERVER, 80)
     return ScenarioD(net, server, a, b)
 
 
 def _a_connects_and_the_server_closes_first(d: ScenarioD) -> None:
-    conn = d.a.connect(SERVER, 80, d.net.now)
+    conn = d.a.connect(UTCP_SERVER, 80, d.net.now)
     assert d.net.run_until(lambda: conn.state is TcpState.ESTABLISHED, 5.0)
     lst = d.server.listeners()[0]
     assert d.net.run_until(lambda: lst.pending > 0, 1.0)
@@ -216,7 +195,7 @@ def _a_connects_and_the_server_closes_first(d: ScenarioD) -> None:
 
 
 def _b_connects(d: ScenarioD, timeout: float) -> tuple[Connection, bool]:
-    conn = d.b.connect(SERVER, 80, d.net.now)
+    conn = d.b.connect(UTCP_SERVER, 80, d.net.now)
     ok = d.net.run_until(lambda: conn.state is TcpState.ESTABLISHED or conn.state is TcpState.CLOSED, timeout)
     return conn, ok and conn.state is TcpState.ESTABLISHED
 
