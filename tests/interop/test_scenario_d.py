@@ -100,7 +100,9 @@ async def test_some_netns_cells_pass(privileged: None, tmp_path: Path) -> None:
     results = await run_cells(picked, tmp_path, jobs=3, scenarios=[SCENARIO])
     for result in results:
         assert result.passed, (result.cell.id, result.error, result.mismatches, result.notes)
-        assert any(p.link == "snat:server" for p in result.trace)
+        # the SNAT's server side was captured (the ladder may show those packets on another link: a packet
+        # seen unchanged on two links is one arrow, but every link keeps its pcap)
+        assert "snat_server.pcap" in {p.name for p in result.pcaps}
         assert result.seconds < 10
 
 
