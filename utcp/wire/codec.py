@@ -44,7 +44,7 @@ from typing import Any
 from construct import ConstructError
 
 from utcp.wire import schema
-from utcp.wire.checksum import internet_checksum
+from utcp.wire.checksum import internet_checksum, tcp_segment_verifies
 from utcp.wire.errors import ChecksumError, EncodeError, WireError
 from utcp.wire.packet import (
     IPPROTO_TCP,
@@ -241,14 +241,10 @@ def _parse_tcp_fast(data: bytes, start: int, end: int, addresses: bytes, verify:
     # tcp_v4_rcv: pskb_may_pull(skb, th->doff * 4)
     if header_len > seglen:
         raise WireError(f"tcp.data_offset {data_offset} ({header_len} bytes) > {seglen} bytes in segment")
-    if verify:
-        # RFC 9293 3.1 checksum over pseudo-header + segment, as tcp_v4_checksum_init does.
-        value = int.from_bytes(data[start:end], "big")
-        if seglen & 1:
-            value <<= 8
-        if (value % _MOD + int.from_bytes(addresses, "big") + IPPROTO_TCP + seglen) % _MOD:
-            pseudo = addresses + bytes((0, IPPROTO_TCP)) + seglen.to_bytes(2, "big")
-            raise ChecksumError(schema.tcp_checksum_message(pseudo, data[start:end]))
+    # RFC 9293 3.1 checksum over pseudo-header + segment, as tcp_v4_checksum_init does.
+    if verify and not tcp_segment_verifies(data, start, end, addresses):
+        pseudo = addresses + bytes((0, IPPROTO_TCP)) + seglen.to_bytes(2, "big")
+        raise ChecksumError(schema.tcp_checksum_message(pseudo, data[start:end]))
     options = () if header_len == 20 else _parse_options(data, start + 20, header_len - 20)
     return TcpSegment(
         sport,

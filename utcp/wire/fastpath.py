@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import struct
 
-IPPROTO_TCP = 6
+from utcp.wire.checksum import tcp_segment_verifies
+from utcp.wire.packet import IPPROTO_TCP
+
 _MOD = 0xFFFF
 # IPv4 (20 bytes, no options) + the TCP header up to the window: version/IHL, total length, flags and
 # fragment offset, protocol, source, destination, ports, seq, ack, data offset + flags, window.
@@ -56,14 +58,9 @@ def data_segment(raw: bytes, verify_checksums: bool = True) -> DataSegment | Non
         start = 40
     else:
         return None
-    if verify_checksums:
-        # RFC 1071 sums as in codec.parse_ipv4: a residue of 0 mod 0xFFFF means the checksum verifies.
-        if int.from_bytes(raw[:20], "big") % _MOD:
-            return None
-        seglen = n - 20
-        value = int.from_bytes(raw[20:], "big")
-        if seglen & 1:
-            value <<= 8
-        if (value % _MOD + int.from_bytes(raw[12:20], "big") + IPPROTO_TCP + seglen) % _MOD:
-            return None
+    # RFC 1071 as in codec.parse_ipv4: an IPv4 header residue of 0 mod 0xFFFF means its checksum verifies
+    if verify_checksums and (
+        int.from_bytes(raw[:20], "big") % _MOD or not tcp_segment_verifies(raw, 20, n, raw[12:20])
+    ):
+        return None
     return (src, dst, sport, dport, seq, ack, window, tsval, tsecr, start)
