@@ -803,6 +803,10 @@ class Connection:
         elif state is not S.CLOSED:
             self._rcv_synchronized(seg, now)
         self._in_seg = None
+        self._after_input(now)
+
+    def _after_input(self, now: float) -> None:
+        """What follows a segment's processing, on the general path and the fast one alike."""
         if self._ack_now or self._pending_rst:
             # An ACK that must not wait (out of order, D-SACK, window probe...): RFC 5681 4.2 wants
             # one duplicate ACK per out-of-order segment, so these are never merged.
@@ -867,11 +871,7 @@ class Connection:
             self._rcv_mss = min(length, self._adv_mss)
         self._data_arrived()
         self._schedule_ack(now)
-        if self._ack_now or not self._host.ack_per_batch:
-            self._transmit(now)
-        else:
-            self._host._mark_dirty(self)  # one ACK per batch, see _input
-        self._host._reschedule(self)
+        self._after_input(now)
         return True
 
     def _drop(self, reason: str, counter: str | None = None) -> None:

@@ -449,44 +449,42 @@ class Host:
     def _listen_input(self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float) -> None:
         """LISTEN (RFC 9293 3.10.7.2; Linux tcp_v4_do_rcv / tcp_rcv_state_process / tcp_conn_request)."""
         flags = seg.flags
-        summary = _summary(src, dst, seg)
         # first, check for an RST: ignore it
         if flags & TcpFlags.RST:
-            self._emit(SegmentDropped("LISTEN: RST ignored", None, summary))
+            self._listen_drop("LISTEN: RST ignored", None, src, dst, seg)
             return
         # second, check for an ACK: <SEQ=SEG.ACK><CTL=RST>; first the SYN cookie it may carry back
         if flags & TcpFlags.ACK and not flags & TcpFlags.SYN and self._cookie_ack(lst, src, dst, seg, now):
             return
         if flags & TcpFlags.ACK:
-            self._emit(SegmentDropped("LISTEN: ACK answered with RST", "OutRsts", summary))
+            self._listen_drop("LISTEN: ACK answered with RST", "OutRsts", src, dst, seg)
             self._send_reset(dst, src, seg)
             return
         # third, check for a SYN
         if not flags & TcpFlags.SYN:
-            self._emit(SegmentDropped("LISTEN: neither SYN, ACK nor RST", None, summary))
+            self._listen_drop("LISTEN: neither SYN, ACK nor RST", None, src, dst, seg)
             return
         if flags & TcpFlags.FIN:
-            self._emit(SegmentDropped("LISTEN: SYN with FIN (Linux discards it)", None, summary))
+            self._listen_drop("LISTEN: SYN with FIN (Linux discards it)", None, src, dst, seg)
             return
         self._passive_open(lst, src, dst, seg, now, None)
 
     def _passive_open(  # noqa: PLR0917
         self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float, isn: int | None
     ) -> None:
-        summary = _summary(src, dst, seg)
         d = lst.policy.check_passive_syn(
             (dst, seg.dst_port), (src, seg.src_port), seg, now, via_time_wait=isn is not None
         )
         if d.verdict is not Verdict.ACCEPT:
             if d.counter:
                 self.counters[d.counter] += 1
-            self._emit(SegmentDropped(d.reason, d.counter, summary))
+            self._listen_drop(d.reason, d.counter, src, dst, seg)
             return
         if len(lst._accept_queue) > lst.backlog:
             # Linux tcp_conn_request: sk_acceptq_is_full -> drop (ListenOverflows, ListenDrops)
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
-            self._emit(SegmentDropped("accept queue full", "ListenOverflows", summary))
+            self._listen_drop("accept queue full", "ListenOverflows", src, dst, seg)
             return
         if len(lst._syn_queue) > lst.backlog and isn is None and lst.config.syn_cookies:
             # SYN queue full: answer with a cookie, keep no state (Linux tcp_conn_request want_cookie)
@@ -497,10 +495,10 @@ class Host:
             # SYN queue full, no SYN cookies: drop (Linux TCPReqQFullDrop, ListenDrops)
             self.counters["TCPReqQFullDrop"] += 1
             self.counters["ListenDrops"] += 1
-            self._emit(SegmentDropped("SYN queue full", "ListenDrops", summary))
+            self._listen_drop("SYN queue full", "ListenDrops", src, dst, seg)
             return
         if self._at_connection_limit():
-            self._limit_drop(summary)
+            self._limit_drop(src, dst, seg)
             return
         local = (dst, seg.dst_port)
         remote = (src, seg.src_port)
@@ -527,12 +525,16 @@ class Host:
     def _at_connection_limit(self) -> bool:
         return self.max_connections is not None and len(self._conns) >= self.max_connections
 
-    def _limit_drop(self, summary: str) -> None:
+    def _limit_drop(self, src: str, dst: str, seg: TcpSegment) -> None:
         """A peer's SYN (or cookie ACK) over Host(max_connections): counted and dropped, as a full SYN
         queue is (ListenDrops)."""
         self.counters["TCPMaxConnectionsDrop"] += 1
         self.counters["ListenDrops"] += 1
-        self._emit(SegmentDropped("connection limit reached", "TCPMaxConnectionsDrop", summary))
+        self._listen_drop("connection limit reached", "TCPMaxConnectionsDrop", src, dst, seg)
+
+    def _listen_drop(self, reason: str, counter: str | None, src: str, dst: str, seg: TcpSegment) -> None:
+        # The summary string is built only for a drop: an accepted SYN pays nothing for reporting.
+        self._emit(SegmentDropped(reason, counter, _summary(src, dst, seg)))
 
     def _cookie_mss(self, lst: Listener) -> int:
         base = lst.config.mss if lst.config.mss is not None else self.mtu - 40
@@ -558,8 +560,7 @@ class Host:
             (Mss(self._cookie_mss(lst)),),
         )
         self.counters["SyncookiesSent"] += 1
-        summary = _summary(src, dst, seg)
-        self._emit(SegmentDropped("SYN queue full: SYN cookie sent", "SyncookiesSent", summary))
+        self._listen_drop("SYN queue full: SYN cookie sent", "SyncookiesSent", src, dst, seg)
         self._send(IPv4Packet(dst, src, synack))
 
     def _cookie_ack(self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float) -> bool:
@@ -571,7 +572,6 @@ class Host:
         sseq = (seg.seq - 1) & SEQ_MASK
         cookie = (seg.ack - 1) & SEQ_MASK
         mss = self._cookies.check((src, seg.src_port, dst, seg.dst_port), sseq, cookie, now)
-        summary = _summary(src, dst, seg)
         if mss is None:
             self.counters["SyncookiesFailed"] += 1
             return False
@@ -580,10 +580,10 @@ class Host:
             # tcp_get_cookie_sock -> syn_recv_sock: sk_acceptq_is_full
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
-            self._emit(SegmentDropped("accept queue full (SYN cookie ACK)", "ListenOverflows", summary))
+            self._listen_drop("accept queue full (SYN cookie ACK)", "ListenOverflows", src, dst, seg)
             return True
         if self._at_connection_limit():
-            self._limit_drop(summary)
+            self._limit_drop(src, dst, seg)
             return True
         # rebuild the request from the cookie: the SYN had sequence SEG.SEQ - 1 and (at least) this MSS
         syn = TcpSegment(seg.src_port, seg.dst_port, sseq, 0, TcpFlags.SYN, seg.window, (Mss(mss),))
