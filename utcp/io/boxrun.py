@@ -175,9 +175,9 @@ class BoxRuntime:
                 return
             now = trio.current_time()
             self.stats[f"batches_in_{side}"] += 1
+            self.stats[f"packets_in_{side}"] += len(batch)
             box_stats = self.box.stats
             for data in batch:
-                self.stats[f"packets_in_{side}"] += 1
                 if self._pcap_in is not None:
                     self._pcap_in.write(data, self.wall_time(now))
                 # The box counts what it cannot parse; a change in those counters means this one.

@@ -329,15 +329,7 @@ class HostRuntime:
                 return
             backlog = self._tx_backlog
             sent = 0
-            while sent < len(backlog):
-                item = backlog[sent]
-                # a tuple is a GSO super-segment (raw, header_len, gso_size), see _transmit_gso
-                if isinstance(item, tuple):
-                    ok = self.link.try_send_gso(*item)  # type: ignore[attr-defined]
-                else:
-                    ok = self.link.try_send(item)
-                if not ok:
-                    break
+            while sent < len(backlog) and self._try_write(backlog[sent]):
                 sent += 1
             del backlog[:sent]
 
@@ -433,18 +425,7 @@ class HostRuntime:
                 self._link_send(raw)
                 continue
             stats["gso_out"] += 1
-            item = (raw, 20 + (raw[32] >> 4) * 4, gso_size)  # IPv4 header (no options) + TCP header
-            if self.link_closed():
-                return
-            if self._tx_backlog:
-                self._queue_backlog(item)
-                continue
-            try:
-                ok = self.link.try_send_gso(*item)  # type: ignore[attr-defined]
-            except trio.ClosedResourceError:
-                return
-            if not ok:
-                self._queue_backlog(item)
+            self._link_send((raw, 20 + (raw[32] >> 4) * 4, gso_size))  # IPv4 (no options) + TCP header
 
     def _link_send_at(self, raw: Any, now: float) -> None:
         self._link_send(raw)
@@ -460,20 +441,27 @@ class HostRuntime:
             else:
                 heapq.heappush(heap, (at, next(self._tiebreak), pkt))
 
-    def _link_send(self, raw: Any) -> None:
-        if not isinstance(raw, bytes | bytearray):
-            raw = codec.build_ipv4(raw)
+    def _link_send(self, item: Any) -> None:
+        """Write a packet (bytes, or a value to build) or a GSO super-segment (raw, header_len,
+        gso_size); behind a backlog, or when the link pushes back, it queues in order."""
+        if not isinstance(item, bytes | tuple):
+            item = bytes(item) if isinstance(item, bytearray) else codec.build_ipv4(item)
         if self.link_closed():
             return
         if self._tx_backlog:
-            self._queue_backlog(raw)
+            self._queue_backlog(item)
             return
         try:
-            ok = self.link.try_send(raw)
+            ok = self._try_write(item)
         except trio.ClosedResourceError:
             return
         if not ok:
-            self._queue_backlog(raw)
+            self._queue_backlog(item)
+
+    def _try_write(self, item: bytes | tuple[bytes, int, int]) -> bool:
+        if isinstance(item, tuple):  # only queued on a link with `gso` (see _transmit)
+            return bool(self.link.try_send_gso(*item))  # type: ignore[attr-defined]
+        return self.link.try_send(item)
 
     def link_closed(self) -> bool:
         return bool(getattr(self.link, "closed", False))
