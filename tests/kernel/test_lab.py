@@ -12,6 +12,7 @@ from typing import cast
 import pytest
 import trio
 
+from utcp.io.api import UtcpStream
 from utcp.lab import KernelEndpoint, Lab, LabError, SocketOptions, SocketState, UtcpEndpoint, parse_ss
 from utcp.wire.codec import parse_ipv4
 from utcp.wire.packet import TcpFlags, TcpSegment
@@ -84,6 +85,28 @@ async def test_either_implementation_serves_the_other_through_one_interface(
     segs = record.segments("wire")
     assert segs[0].flags == TcpFlags.SYN and segs[0].src_port == 41000
     assert any(s.flags & TcpFlags.FIN for s in segs)
+
+
+@pytest.mark.parametrize("client_impl", ["kernel", "utcp"])
+async def test_a_per_socket_port_range_picks_the_ephemeral_ports(privileged: None, client_impl: str) -> None:
+    async with Lab() as lab:
+        ns = lab.namespace("server")
+        utcp = await lab.utcp(ns)
+        kernel = lab.kernel(ns)
+        server: KernelEndpoint | UtcpEndpoint = kernel if client_impl == "utcp" else utcp
+        client: KernelEndpoint | UtcpEndpoint = utcp if client_impl == "utcp" else kernel
+        listener = await server.listen(PORT)
+        options = SocketOptions(local_port_range=(40000, 40001))
+        streams = [await client.connect(server.address, PORT, options=options) for _ in range(2)]
+        accepted = [await listener.accept() for _ in streams]
+        local_ports = set()
+        for stream in streams:
+            sockname = stream.getsockname() if isinstance(stream, UtcpStream) else stream.socket.getsockname()
+            local_ports.add(sockname[1])
+        assert local_ports == {40000, 40001}
+        for stream in (*streams, *accepted):
+            await stream.aclose()
+        await listener.aclose()
 
 
 async def test_abort_sends_an_rst_from_either_side(privileged: None) -> None:

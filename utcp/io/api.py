@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from utcp.tcp.config import TcpConfig
     from utcp.tcp.connection import Connection
     from utcp.tcp.host import Listener
+    from utcp.tcp.ports import PortAllocator
 
 DEFAULT_RECEIVE_SIZE = 65536
 
@@ -297,8 +298,10 @@ async def open_tcp_stream(
     local_port: int = 0,
     config: TcpConfig | None = None,
     policy: Policy | None = None,
+    port_allocator: PortAllocator | None = None,
 ) -> UtcpStream:
-    """Actively open a connection and wait for the handshake; OSError (errno set) if it fails."""
+    """Actively open a connection and wait for the handshake; OSError (errno set) if it fails.
+    `port_allocator` chooses the ephemeral port for this connection only (see Host.connect)."""
     conn = runtime.host.connect(
         address,
         port,
@@ -307,6 +310,7 @@ async def open_tcp_stream(
         local_port=local_port,
         config=config,
         policy=policy,
+        port_allocator=port_allocator,
     )
     watch = runtime.watch(conn)
     runtime.kick()

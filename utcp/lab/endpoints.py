@@ -10,14 +10,12 @@ import dataclasses
 import re
 import socket
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import trio
 
-from utcp.io.api import UtcpListener, UtcpStream
+from utcp.io.api import UtcpListener, UtcpStream, open_tcp_stream
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace
 from utcp.policy import linux_counter_name
@@ -131,7 +129,9 @@ class KernelEndpoint:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, options.linger))
                 if options.local_port_range is not None:
                     low, high = options.local_port_range
-                    sock.setsockopt(socket.IPPROTO_IP, IP_LOCAL_PORT_RANGE, (high << 16) | low)
+                    # a u32, high port in the upper half: above INT_MAX, so packed rather than an int
+                    packed = struct.pack("=I", (high << 16) | low)
+                    sock.setsockopt(socket.IPPROTO_IP, IP_LOCAL_PORT_RANGE, packed)
                 if options.local_port is not None or options.bind_address is not None:
                     sock.bind((options.bind_address or "0.0.0.0", options.local_port or 0))
                 sock.setblocking(False)
@@ -204,33 +204,31 @@ class UtcpEndpoint:
     def host(self) -> Host:
         return self.stack.host
 
-    @contextmanager
-    def _port_range(self, port_range: tuple[int, int] | None) -> Iterator[None]:
-        # IP_LOCAL_PORT_RANGE is per socket; utcp's allocator is per host, so swap it for one connect().
+    def _allocator(self, port_range: tuple[int, int] | None) -> PortAllocator | None:
+        # IP_LOCAL_PORT_RANGE is per socket and makes Linux's scan step by 1
         if port_range is None:
-            yield
-            return
+            return None
         allocator = self._range_allocators.get(port_range)
         if allocator is None:
             allocator = self._range_allocators[port_range] = LinuxPortAllocator(port_range, step_one=True)
-        saved = self.host._ports
-        self.host._ports = allocator
-        try:
-            yield
-        finally:
-            self.host._ports = saved
+        return allocator
 
     async def connect(self, host: str, port: int, *, options: SocketOptions = SocketOptions()) -> UtcpStream:
         if options.linger not in (None, 0):
             raise ValueError("utcp streams support linger=None or linger=0 (abort)")
         if options.bind_address not in (None, "0.0.0.0", self.address):
             raise ValueError(f"{options.bind_address} is not this utcp host's address ({self.address})")
-        with self._port_range(options.local_port_range):
-            try:
-                with trio.fail_after(options.connect_timeout if options.connect_timeout is not None else 1e9):
-                    stream = await self.stack.open_tcp_stream(host, port, local_port=options.local_port or 0)
-            except trio.TooSlowError:
-                raise TimeoutError(f"connect to {host}:{port} timed out") from None
+        try:
+            with trio.fail_after(options.connect_timeout if options.connect_timeout is not None else 1e9):
+                stream = await open_tcp_stream(
+                    self.stack,
+                    host,
+                    port,
+                    local_port=options.local_port or 0,
+                    port_allocator=self._allocator(options.local_port_range),
+                )
+        except trio.TooSlowError:
+            raise TimeoutError(f"connect to {host}:{port} timed out") from None
         if options.nodelay:
             stream.connection.config = dataclasses.replace(stream.connection.config, nodelay=True)
         return stream

@@ -337,12 +337,15 @@ class Host:
         config: TcpConfig | None = None,
         policy: Policy | None = None,
         hold_third_ack: bool = False,
+        port_allocator: PortAllocator | None = None,
     ) -> Connection:
         """Active OPEN: a connection in SYN-SENT whose SYN is queued. local_port 0 asks the allocator
         (connect() semantics: the 4-tuple must be unique); a given local_port must make a unique 4-tuple.
         `policy` overrides the host's for this connection. `hold_third_ack`: once the SYN-ACK arrives the
         connection is ESTABLISHED but sends nothing, not even the third ACK, until
-        `Connection.release_third_ack()` (segments can be crafted meanwhile with `Connection.craft`)."""
+        `Connection.release_third_ack()` (segments can be crafted meanwhile with `Connection.craft`).
+        `port_allocator` picks this connection's ephemeral port instead of the host's (a per-socket
+        range, as Linux IP_LOCAL_PORT_RANGE gives one)."""
         self._now = now
         if local_address is None:
             local_address = remote_address if remote_address in self._addr_set else self.addresses[0]
@@ -364,7 +367,8 @@ class Host:
                     (local_address, port) in self._listeners or (ANY, port) in self._listeners
                 )
 
-            port = self._ports.connect_port(local_address, remote_address, remote_port, in_use)
+            allocator = port_allocator if port_allocator is not None else self._ports
+            port = allocator.connect_port(local_address, remote_address, remote_port, in_use)
             if port is None:
                 raise TcpUsageError("no ephemeral port available (EADDRNOTAVAIL)")
             local_port = port
