@@ -4,6 +4,7 @@ captures, and teardown that leaves nothing behind."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -107,6 +108,25 @@ async def test_a_per_socket_port_range_picks_the_ephemeral_ports(privileged: Non
         for stream in (*streams, *accepted):
             await stream.aclose()
         await listener.aclose()
+
+
+async def test_nagle_stays_on_unless_nodelay_is_asked(privileged: None) -> None:
+    async with Lab() as lab:
+        ns = lab.namespace("server")
+        utcp = await lab.utcp(ns)
+        kernel = lab.kernel(ns)
+        listener = await utcp.listen(PORT)
+        plain = await kernel.connect(utcp.address, PORT)  # trio.SocketStream alone would set TCP_NODELAY
+        quick = await kernel.connect(utcp.address, PORT, options=SocketOptions(nodelay=True))
+        assert plain.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        assert quick.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        back = await kernel.listen(PORT + 1)
+        ours = await utcp.connect(kernel.address, PORT + 1, options=SocketOptions(nodelay=True))
+        assert isinstance(ours, UtcpStream) and ours.connection.config.nodelay
+        for stream in (plain, quick, ours):
+            await stream.aclose()
+        await listener.aclose()
+        await back.aclose()
 
 
 async def test_abort_sends_an_rst_from_either_side(privileged: None) -> None:
