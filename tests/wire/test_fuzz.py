@@ -7,11 +7,13 @@ total length, fragment bits. The atheris harness tools/fuzz_wire.py runs the sam
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -165,3 +167,21 @@ def test_atheris_harness_runs_its_corpus_in_loop_mode() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "inputs ok" in proc.stdout
+
+
+def test_atheris_harness_runs_coverage_guided() -> None:
+    """The harness under libFuzzer for real: any exception but WireError from a parser, or any exception
+    from the host, is a crash and a non-zero exit."""
+    if importlib.util.find_spec("atheris") is None:
+        pytest.skip("atheris is not installed (pip install -e '.[test]' installs it)")
+    runs = 20_000
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "fuzz_wire.py"), f"-atheris_runs={runs}", "-seed=7"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Done {runs} in " in proc.stderr, proc.stderr[-3000:]
