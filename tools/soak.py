@@ -4,8 +4,11 @@ no queued listener state, no packet in flight, and traced memory back near the b
 
 Each connection sends 64 bytes, reads the 64-byte echo, and closes (the client closes first, so the client
 holds TIME-WAIT); at most `--concurrency` are open at once, `--rate` new ones per virtual second.
+`--through fullnat` puts a FullNAT LB (utcp.middlebox, TOA on) between them: the client connects to the
+VIP, the server is its real server, and the LB's conntrack table must be empty at the end too.
 
-Run: .venv/bin/python tools/soak.py --connections 100000      (prints a JSON report; exit 1 on a leak)
+Run: .venv/bin/python tools/soak.py --connections 100000 [--through fullnat]
+     (prints a JSON report; exit 1 on a leak)
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utcp.middlebox import FullNat, FullNatConfig, RealServer, VirtualService
+from utcp.middlebox.fullnat import EXPIRE_RST, SCHEDULED
+from utcp.middlebox.node import MiddleboxNode, from_networks
 from utcp.sim import CLIENT_ADDRESS, SERVER_ADDRESS, Network
 from utcp.tcp.connection import Connection
 from utcp.tcp.events import Connected, DataReceived, EofReceived, Reset
@@ -28,6 +34,9 @@ from utcp.tcp.host import Host, Listener
 from utcp.wire import IPv4Packet
 
 PAYLOAD = 64
+PORT = 80
+# --through fullnat: the client reaches the server (the real server) at VIP:PORT through the LB
+VIP, LIP, REAL_SERVER = "198.18.0.100", "198.19.0.1", "198.19.0.2"
 
 
 @dataclass
@@ -43,6 +52,9 @@ class SoakReport:
     leftover_listener_queues: int
     packets_in_flight: int
     heap_entries: int
+    leftover_conntrack_entries: int  # the LB's table (0 when there is no LB)
+    lb_scheduled: int  # connections the LB scheduled to the real server (0 when there is no LB)
+    lb_expire_rsts: int  # RSTs the LB sent because an entry expired under a live connection
     baseline_objects: int  # gc-tracked objects after the warm-up
     final_objects: int
     baseline_bytes: int  # tracemalloc (0 when not traced)
@@ -63,6 +75,8 @@ class SoakReport:
             and self.leftover_timers == 0
             and self.leftover_listener_queues == 0
             and self.packets_in_flight == 0
+            and self.leftover_conntrack_entries == 0
+            and self.lb_expire_rsts == 0
         )
 
 
@@ -91,8 +105,9 @@ class Clients:
 
     addresses: tuple[str, ...] = ()
 
-    def __init__(self, host: Host, total: int, concurrency: int, rate: float) -> None:
+    def __init__(self, host: Host, target: str, total: int, concurrency: int, rate: float) -> None:
         self.host = host
+        self.target = target
         self.total = total
         self.concurrency = concurrency
         self.interval = 1.0 / rate
@@ -137,7 +152,7 @@ class Clients:
             elif isinstance(ev, Reset):
                 self._finish(ev.connection, False)
         while self.opened < self.total and len(self.active) < self.concurrency and now >= self.next_open:
-            conn = self.host.connect(SERVER_ADDRESS, 80, now)
+            conn = self.host.connect(self.target, PORT, now)
             data = b"%010d" % self.opened * (PAYLOAD // 10) + b"\n" * (PAYLOAD % 10)
             conn.send(data)
             self.active[conn] = data
@@ -145,23 +160,50 @@ class Clients:
             self.next_open = max(self.next_open + self.interval, now)
 
 
+def _topology(net: Network, through: str, seed: int) -> tuple[Host, Host, str, FullNat | None]:
+    """(client, server, the address the client connects to, the LB or None)."""
+    if through == "direct":
+        client = Host([CLIENT_ADDRESS], seed=seed)
+        server = Host([SERVER_ADDRESS], seed=seed + 1)
+        net.add_node("client", client, [CLIENT_ADDRESS])
+        net.add_node("server", server, [SERVER_ADDRESS])
+        net.link("client", "server", latency=0.001)
+        return client, server, SERVER_ADDRESS, None
+    if through != "fullnat":
+        raise ValueError(f"unknown --through {through!r}: direct or fullnat")
+    client = Host([CLIENT_ADDRESS], seed=seed)
+    server = Host([REAL_SERVER], seed=seed + 1)
+    service = VirtualService(VIP, PORT, (RealServer(REAL_SERVER, PORT),))
+    lb = FullNat(FullNatConfig(services=(service,), local_addresses=(LIP,), seed=seed + 2))
+    net.add_node("client", client, [CLIENT_ADDRESS])
+    net.add_node("lb", MiddleboxNode(lb, from_networks([f"{CLIENT_ADDRESS}/32"]), (VIP, LIP)), [VIP, LIP])
+    net.add_node("server", server, [REAL_SERVER])
+    net.link("client", "lb", latency=0.0005)
+    net.link("lb", "server", latency=0.0005)
+    net.add_route("client", "0.0.0.0/0", "lb")
+    net.add_route("server", "0.0.0.0/0", "lb")
+    return client, server, VIP, lb
+
+
 def run_soak(
-    connections: int, *, concurrency: int = 200, rate: float = 150.0, seed: int = 1, trace_memory: bool = True
+    connections: int,
+    *,
+    concurrency: int = 200,
+    rate: float = 150.0,
+    seed: int = 1,
+    trace_memory: bool = True,
+    through: str = "direct",
 ) -> SoakReport:
     """Run the soak; `trace_memory` turns tracemalloc on (about 2.5x slower), gc object counts are always
-    taken."""
+    taken. `through`: "direct" (one link) or "fullnat" (a FullNAT LB between client and server)."""
     started = time.perf_counter()
     tracing = tracemalloc.is_tracing() or not trace_memory
     if not tracing:
         tracemalloc.start()
     try:
         net = Network(max_steps=100_000_000)
-        client = Host([CLIENT_ADDRESS], seed=seed)
-        server = Host([SERVER_ADDRESS], seed=seed + 1)
-        net.add_node("client", client, [CLIENT_ADDRESS])
-        net.add_node("server", server, [SERVER_ADDRESS])
-        net.link("client", "server", latency=0.001)
-        listener = server.listen(SERVER_ADDRESS, 80, backlog=4096)
+        client, server, target, lb = _topology(net, through, seed)
+        listener = server.listen(server.addresses[0], PORT, backlog=4096)
         echo = EchoServer(server, listener)
         net.add_hook(echo.poll)
 
@@ -169,7 +211,7 @@ def run_soak(
         net.add_hook(lambda now: current[-1].poll(now) if current else None)
 
         def soak(n: int) -> Clients:
-            apps = Clients(client, n, concurrency, rate)
+            apps = Clients(client, target, n, concurrency, rate)
             net.add_node(f"clients{len(current)}", apps, [])
             current.append(apps)  # the client host's events now go to this one
             net.run_until(lambda: apps.completed + apps.failed >= n, n / rate * 10 + 600)
@@ -193,10 +235,13 @@ def run_soak(
             wall_seconds=round(time.perf_counter() - started, 2),
             leftover_client_connections=len(client.connections()),
             leftover_server_connections=len(server.connections()),
-            leftover_timers=sum(h.next_deadline() is not None for h in (client, server)),
+            leftover_timers=sum(n.next_deadline() is not None for n in (client, server, lb) if n is not None),
             leftover_listener_queues=listener.pending + listener.syn_pending + echo.open + len(apps.active),
             packets_in_flight=net.in_flight,
             heap_entries=len(client._heap) + len(server._heap),
+            leftover_conntrack_entries=len(lb.entries()) if lb is not None else 0,
+            lb_scheduled=lb.stats[SCHEDULED] if lb is not None else 0,
+            lb_expire_rsts=lb.stats[EXPIRE_RST] if lb is not None else 0,
             baseline_objects=baseline_objects,
             final_objects=final_objects,
             baseline_bytes=baseline,
@@ -216,8 +261,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--rate", type=float, default=150.0, help="new connections per virtual second")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--through", choices=("direct", "fullnat"), default="direct")
     args = parser.parse_args()
-    report = run_soak(args.connections, concurrency=args.concurrency, rate=args.rate, seed=args.seed)
+    report = run_soak(
+        args.connections, concurrency=args.concurrency, rate=args.rate, seed=args.seed, through=args.through
+    )
     out = asdict(report) | {"growth_bytes": report.growth_bytes, "clean": report.clean}
     print(json.dumps(out, indent=2))
     # Memory left over is the capacity of the hosts' connection dicts (CPython never shrinks a dict on
