@@ -250,7 +250,7 @@ async def _self_connect_netns(cell: Cell, ctx: CellContext) -> Observation:
         ep: Endpoint
         if cell.impl("host") == "kernel":
             address, link = KERNEL_SELF, "lo"
-            ns.ip("addr", "add", f"{address}/32", "dev", "lo")
+            ns.add_address("lo", f"{address}/32")
             lab.capture(ns, "lo", link)
             ep = lab.kernel(ns, address)
             notes.append(

@@ -334,7 +334,7 @@ async def _build(lab: Lab, cell: Cell, ctx: CellContext) -> _Topology:
 
     clients: list[_Client] = []
     if kernel_clients:
-        ns_c.ip("addr", "add", f"{KERNEL_CLIENTS[1]}/24", "dev", client_dev)
+        ns_c.add_address(client_dev, f"{KERNEL_CLIENTS[1]}/24")
         clients = [
             _Client(lab.kernel(ns_c, address), address, port)
             for address, port in zip(KERNEL_CLIENTS, CLIENT_PORTS, strict=True)

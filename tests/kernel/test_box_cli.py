@@ -280,7 +280,7 @@ async def test_lb_then_rewrite_toa_lets_the_real_server_see_the_client_address(
                     "--stats-interval", "0.1", "--status-file", str(status_path)]  # fmt: skip
         async with box_process(lb_argv) as lb, box_process(toa_argv) as toa:
             # The RS answers rewritten packets addressed to the client through the TOA box.
-            ns_rs.ip("route", "add", "198.18.1.0/24", "dev", toa.devices["server"])
+            ns_rs.add_route("198.18.1.0/24", device=toa.devices["server"])
             lsock = _socket(ns_rs)
             await lsock.bind((rs, PORT))
             lsock.listen(8)

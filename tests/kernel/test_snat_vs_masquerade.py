@@ -66,7 +66,7 @@ async def _through_utcp_snat() -> tuple[list[Peer], Snat]:
     async with Lab(name="snat") as lab:
         ns_clients, ns_server = lab.namespace("clients"), lab.namespace("server")
         runtime = await lab.box(snat, ns_clients, ns_server, f"{CLIENT_1}/24", f"{SERVER}/24")
-        ns_clients.ip("addr", "add", f"{CLIENT_2}/24", "dev", runtime.client_side.name)
+        ns_clients.add_address(runtime.client_side.name, f"{CLIENT_2}/24")
         # 198.18.2.254 is on the server's TUN subnet: replies to it go back through the box
         return await _connect_all(lab, ns_clients, ns_server), snat
 
@@ -89,7 +89,7 @@ async def _through_nft_masquerade() -> tuple[list[Peer], str]:
             lab.namespace("server"),
         )
         client_if, _ = lab.veth(ns_clients, f"{CLIENT_1}/24", ns_router, f"{ROUTER_INSIDE}/24")
-        ns_clients.ip("addr", "add", f"{CLIENT_2}/24", "dev", client_if)
+        ns_clients.add_address(client_if, f"{CLIENT_2}/24")
         out_if, _ = lab.veth(ns_router, f"{OUTSIDE}/24", ns_server, f"{SERVER}/24")
         lab.route(ns_clients, "198.18.2.0/24", via=ROUTER_INSIDE)
         lab.forwarding(ns_router)

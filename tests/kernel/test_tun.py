@@ -6,11 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import trio
 
 from tests.kernel.helpers import KERNEL, UTCP
 from utcp.io.tun import TunDevice
-from utcp.lab.netns import Namespace, netns
+from utcp.lab.netns import Namespace, NamespaceError, netns
 from utcp.wire.codec import build_ipv4, parse_ipv4
 from utcp.wire.packet import IPv4Packet, Mss, SackPermitted, TcpFlags, TcpSegment, Timestamps, WindowScale
 
@@ -37,6 +38,32 @@ def test_namespace_is_created_configured_and_deleted(privileged: None) -> None:
     after = _root_sysctl("net.ipv4.tcp_timestamps")
     assert after == root_ts  # the namespace's sysctl never touched the root's
     assert not Namespace(name, owned=False).exists()
+
+
+def test_netlink_configuration_stays_inside_and_iproute2_sees_it(privileged: None) -> None:
+    root_links = _root_links()
+    with netns() as a, netns() as b:
+        a.add_veth("nla", "nlb", b)
+        a.add_address("nla", "198.18.7.1/24")
+        b.add_address("nlb", "198.18.7.2/24")
+        a.set_up("nla")
+        b.set_up("nlb")
+        b.add_route("198.18.8.0/24", via="198.18.7.1")
+        b.add_route("198.18.9.0/24", device="nlb")
+        # iproute2 is the independent observer of what pyroute2 configured
+        assert "nla" in a.ip("-br", "link") and "nlb" not in a.ip("-br", "link")
+        assert "198.18.7.2/24" in b.ip("-br", "addr", "show", "nlb")
+        routes = b.ip("route")
+        assert "198.18.8.0/24 via 198.18.7.1 dev nlb" in routes and "198.18.9.0/24 dev nlb" in routes
+        assert [str(i) for i in b.ipv4_addresses()] == ["198.18.7.2/24"]
+        assert [str(i) for i in b.ipv4_addresses(scope="host")] == ["127.0.0.1/8"]
+        with pytest.raises(
+            NamespaceError, match=r"route 198.18.8.0/24 via 198.18.7.1 dev nlb in .*: File exists"
+        ):
+            b.add_route("198.18.8.0/24", via="198.18.7.1", device="nlb")
+        with pytest.raises(NamespaceError, match="no interface 'nope'"):
+            a.set_up("nope")
+    assert _root_links() == root_links  # nothing appeared in the root namespace
 
 
 def test_namespace_is_deleted_when_the_body_raises(privileged: None) -> None:

@@ -115,11 +115,11 @@ class KernelProcess:
 # -- kernel <-> kernel over veth: the baseline ---------------------------------------------------------
 async def kernel_veth(sizes: Sizes) -> dict[str, float]:
     with netns() as a, netns() as b:
-        a.run(["ip", "link", "add", "bva", "type", "veth", "peer", "name", "bvb", "netns", b.name])
-        a.ip("addr", "add", f"{VETH_A}/24", "dev", "bva")
-        b.ip("addr", "add", f"{VETH_B}/24", "dev", "bvb")
-        a.ip("link", "set", "bva", "up")
-        b.ip("link", "set", "bvb", "up")
+        a.add_veth("bva", "bvb", b)
+        a.add_address("bva", f"{VETH_A}/24")
+        b.add_address("bvb", f"{VETH_B}/24")
+        a.set_up("bva")
+        b.set_up("bvb")
         sink = KernelProcess(b, "sink-server", "5001")
         await sink.ready()
         source = KernelProcess(a, "source-client", VETH_B, "5001", str(sizes.kernel_bytes))

@@ -326,7 +326,7 @@ def conntrack_entry_status(entry: ConnEntry[Any], now: float) -> dict[str, Any]:
 
 
 def _add_route(ns: Namespace, network: ipaddress.IPv4Network, device: str) -> None:
-    ns.ip("route", "add", str(network), "dev", device)
+    ns.add_route(str(network), device=device)
 
 
 @contextlib.asynccontextmanager

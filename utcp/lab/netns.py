@@ -1,9 +1,10 @@
 """Network namespaces for the lab: create, enter, run things inside, read counters, delete.
 
-Everything goes through `ip netns` (the namespace is a bind mount under /run/netns, so `ip netns exec`,
-`nsenter` and humans all see it) plus `setns(2)` on dedicated threads for code that must run inside
-(opening a TUN device, creating kernel sockets). The root namespace's addresses and routes are never
-touched: a `Namespace` only configures itself and the interfaces created inside it.
+Namespaces are made with `ip netns` (a bind mount under /run/netns, so `ip netns exec`, `nsenter` and
+humans all see them); links, addresses and routes are configured over netlink with pyroute2 from a thread
+moved into the namespace by `setns(2)` (as is other code that must run inside: opening a TUN device,
+creating kernel sockets). The root namespace's addresses and routes are never touched: a `Namespace` only
+configures itself and the interfaces created inside it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 NETNS_DIR = Path("/run/netns")
 NAME_PREFIX = "utcp-"
@@ -156,7 +162,7 @@ class Namespace:
                 # New interfaces inherit `default`: no IPv6 router solicitations from our devices.
                 self.sysctl("net.ipv6.conf.default.disable_ipv6", "1", missing_ok=True)
                 self.sysctl("net.ipv6.conf.all.disable_ipv6", "1", missing_ok=True)
-            self.ip("link", "set", "lo", "up")
+            self.set_up("lo")
         except BaseException:
             self.delete()
             raise
@@ -225,8 +231,85 @@ class Namespace:
         """Run `fn(*args)` in this namespace on a dedicated thread (blocking)."""
         return run_in_namespace(self.path, fn, *args)
 
+    # -- configuration over netlink (pyroute2) -------------------------------------------------------
+    def _netlink(self, what: str, fn: Callable[[Any], T]) -> T:
+        """`fn(ipr)` with an IPRoute socket opened inside this namespace (netlink sockets belong to the
+        namespace of the thread that opens them); a netlink error becomes one NamespaceError line."""
+
+        def body() -> T:
+            with IPRoute() as ipr:
+                return fn(ipr)
+
+        try:
+            return self.call(body)
+        except NetlinkError as exc:
+            raise NamespaceError(f"{what} in {self.name}: {os.strerror(exc.code)}") from exc
+
+    @staticmethod
+    def _index(ipr: Any, device: str) -> int:
+        found = ipr.link_lookup(ifname=device)
+        if not found:
+            raise NamespaceError(f"no interface {device!r}")
+        return int(found[0])
+
+    def add_veth(self, name: str, peer_name: str, peer: Namespace) -> None:
+        """A veth pair created here with its peer end moved straight into `peer` (never the root)."""
+        self._netlink(
+            f"veth {name}/{peer_name}",
+            lambda ipr: ipr.link(
+                "add", ifname=name, kind="veth", peer={"ifname": peer_name, "net_ns_fd": peer.name}
+            ),
+        )
+
+    def set_up(self, device: str) -> None:
+        self._netlink(
+            f"link {device} up", lambda ipr: ipr.link("set", index=self._index(ipr, device), state="up")
+        )
+
+    def add_address(self, device: str, interface: str) -> None:
+        """`interface` as "198.18.0.1/24" on `device`."""
+        iface = ipaddress.IPv4Interface(interface)
+        self._netlink(
+            f"address {iface} on {device}",
+            lambda ipr: ipr.addr(
+                "add",
+                index=self._index(ipr, device),
+                address=str(iface.ip),
+                prefixlen=iface.network.prefixlen,
+            ),
+        )
+
+    def add_route(self, prefix: str, *, via: str | None = None, device: str | None = None) -> None:
+        """A route to `prefix` through gateway `via` and/or out of `device`."""
+        network = ipaddress.IPv4Network(prefix, strict=False)
+
+        def add(ipr: Any) -> None:
+            spec: dict[str, Any] = {"dst": str(network)}
+            if via is not None:
+                spec["gateway"] = via
+            if device is not None:
+                spec["oif"] = self._index(ipr, device)
+            ipr.route("add", **spec)
+
+        where = "".join((f" via {via}" if via else "", f" dev {device}" if device else ""))
+        self._netlink(f"route {network}{where}", add)
+
+    def ipv4_addresses(self, *, scope: str = "global") -> list[ipaddress.IPv4Interface]:
+        """The IPv4 addresses configured here, in the order the kernel lists them (`ip -4 addr show`)."""
+        scope_id = {"global": 0, "host": 254, "link": 253}[scope]
+
+        def read(ipr: Any) -> list[ipaddress.IPv4Interface]:
+            return [
+                ipaddress.IPv4Interface(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}")
+                for msg in ipr.get_addr(family=socket.AF_INET)
+                if msg["scope"] == scope_id
+            ]
+
+        return self._netlink("list addresses", read)
+
     # -- configuration and observation --------------------------------------------------------------
     def ip(self, *args: str) -> str:
+        """`ip ARGS...` run inside (for what the netlink methods above do not cover)."""
         return self.run(["ip", *args]).stdout
 
     def sysctl(self, name: str, value: str | int, *, missing_ok: bool = False) -> None:

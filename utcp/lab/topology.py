@@ -146,23 +146,19 @@ class Lab:
         self._veths += 1
         name_a, name_b = f"veth{self._veths}a", f"veth{self._veths}b"
         # Created inside ns_a with its peer moved straight into ns_b: the root namespace never sees it.
-        ns_a.ip("link", "add", name_a, "type", "veth", "peer", "name", name_b, "netns", ns_b.name)
-        ns_a.ip("addr", "add", str(if_a), "dev", name_a)
-        ns_b.ip("addr", "add", str(if_b), "dev", name_b)
-        ns_a.ip("link", "set", name_a, "up")
-        ns_b.ip("link", "set", name_b, "up")
+        ns_a.add_veth(name_a, name_b, ns_b)
+        ns_a.add_address(name_a, str(if_a))
+        ns_b.add_address(name_b, str(if_b))
+        ns_a.set_up(name_a)
+        ns_b.set_up(name_b)
         return name_a, name_b
 
     def route(self, ns: Namespace, prefix: str, *, via: str | None = None, dev: str | None = None) -> None:
         network = ipaddress.IPv4Network(prefix, strict=False)
         if not network.subnet_of(TEST_NET):
             raise LabError(f"route {prefix}: lab routes must stay in {TEST_NET}")
-        args = ["route", "add", str(network)]
-        if via is not None:
-            args += ["via", str(_check_address(via).ip)]
-        if dev is not None:
-            args += ["dev", dev]
-        ns.ip(*args)
+        gateway = str(_check_address(via).ip) if via is not None else None
+        ns.add_route(str(network), via=gateway, device=dev)
 
     def forwarding(self, ns: Namespace) -> None:
         ns.sysctl("net.ipv4.ip_forward", 1)
@@ -175,9 +171,8 @@ class Lab:
     def kernel(self, ns: Namespace, address: str | None = None) -> KernelEndpoint:
         """Kernel sockets inside `ns`; `address` defaults to the first IPv4 address configured in it."""
         if address is None:
-            out = ns.ip("-4", "-o", "addr", "show", "scope", "global")
-            fields = out.split()
-            address = fields[fields.index("inet") + 1].split("/")[0] if "inet" in fields else "127.0.0.1"
+            configured = ns.ipv4_addresses()
+            address = str(configured[0].ip) if configured else "127.0.0.1"
         return KernelEndpoint(ns, address)
 
     async def utcp(
