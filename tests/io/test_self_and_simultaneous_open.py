@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import trio
+import trio.testing
 
 from tests.io.pairs import A_ADDRESS, B_ADDRESS, host_pair
 from utcp.io.api import open_tcp_stream
@@ -49,6 +50,10 @@ async def test_simultaneous_open_through_the_api_takes_four_segments() -> None:
         async def open_from(name: str, runtime: HostRuntime, peer: str, port: int, local: int) -> None:
             streams[name] = await open_tcp_stream(runtime, peer, port, local_port=local)
 
+        # The runtimes' own tasks start in the same scheduling batch as the opens below: let them park
+        # first, or a driver running between the two opens could send one SYN before the other side
+        # has a connection, and draw an RST.
+        await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
                 # both SYNs leave before either is answered: the open calls are queued in one scheduling
