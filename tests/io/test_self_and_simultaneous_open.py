@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import trio
+import trio.testing
 
 from tests.io.pairs import A_ADDRESS, B_ADDRESS, host_pair
 from utcp.io.api import open_tcp_stream
@@ -49,6 +50,9 @@ async def test_simultaneous_open_through_the_api_takes_four_segments() -> None:
         async def open_from(name: str, runtime: HostRuntime, peer: str, port: int, local: int) -> None:
             streams[name] = await open_tcp_stream(runtime, peer, port, local_port=local)
 
+        # Both runtimes' readers must be waiting first: an open call sends its SYN at once, and a reader
+        # taking its first step in the same scheduling batch could answer it before the other open runs.
+        await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
                 # both SYNs leave before either is answered: the open calls are queued in one scheduling
