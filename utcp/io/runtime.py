@@ -382,13 +382,12 @@ class HostRuntime:
 
     # -- the pump -----------------------------------------------------------------------------------
     def _next_wakeup(self) -> float | None:
-        candidates = [self.host.next_deadline()]
-        if self._delayed_in:
-            candidates.append(self._delayed_in[0][0])
-        if self._delayed_out:
-            candidates.append(self._delayed_out[0][0])
-        present = [t for t in candidates if t is not None]
-        return min(present) if present else None
+        wake = self.host.next_deadline()
+        # impairment delay queues: only with impair_inbound / impair_outbound
+        for queue in (self._delayed_in, self._delayed_out):
+            if queue and (wake is None or queue[0][0] < wake):
+                wake = queue[0][0]
+        return wake
 
     def _maybe_wake_driver(self) -> None:
         wake_at = self._next_wakeup()
