@@ -100,6 +100,38 @@ async def test_timer_does_not_fire_early(autojump_clock: trio.testing.MockClock)
         assert len(host.fired) == 1 and host.fired[0] >= due
 
 
+async def test_kick_sends_at_once_in_the_callers_task() -> None:
+    # An API call's packets leave inside the call (as connect()/send() do on a socket): no wakeup of
+    # the driver task, no checkpoint needed.
+    host = ScriptedHost()
+    ours, theirs = memory_link_pair()
+    async with HostRuntime(host, ours) as runtime:  # type: ignore[arg-type]
+        host.outbox = [_packet(7)]
+        with trio.testing.assert_no_checkpoints():
+            runtime.kick()
+        assert runtime.stats["packets_out"] == 1
+        with trio.fail_after(1):
+            (raw,) = await theirs.receive_batch()
+        assert parse_ipv4(raw).tcp.seq == 7
+
+
+async def test_a_kick_that_moves_the_deadline_earlier_re_arms_the_sleeping_driver(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    host = ScriptedHost()
+    ours, theirs = memory_link_pair()
+    async with HostRuntime(host, ours) as runtime:  # type: ignore[arg-type]
+        start = trio.current_time()
+        host.deadline = start + 10.0
+        runtime.kick()
+        await trio.sleep(1.0)  # the driver now sleeps until start + 10
+        host.deadline = start + 2.0
+        runtime.kick()
+        with trio.fail_after(5):
+            await theirs.receive_batch()
+        assert host.fired == [start + 2.0]
+
+
 async def test_inbound_impairment_delays_reordered_packets(autojump_clock: trio.testing.MockClock) -> None:
     host = ScriptedHost()
     ours, theirs = memory_link_pair()

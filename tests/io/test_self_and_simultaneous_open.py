@@ -50,9 +50,8 @@ async def test_simultaneous_open_through_the_api_takes_four_segments() -> None:
         async def open_from(name: str, runtime: HostRuntime, peer: str, port: int, local: int) -> None:
             streams[name] = await open_tcp_stream(runtime, peer, port, local_port=local)
 
-        # The runtimes' own tasks start in the same scheduling batch as the opens below: let them park
-        # first, or a driver running between the two opens could send one SYN before the other side
-        # has a connection, and draw an RST.
+        # Both runtimes' readers must be waiting first: an open call sends its SYN at once, and a reader
+        # taking its first step in the same scheduling batch could answer it before the other open runs.
         await trio.testing.wait_all_tasks_blocked()
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:

@@ -8,6 +8,7 @@ import pytest
 from tests.tcp.helpers import (
     AK,
     ISS,
+    PA,
     cfg,
     establish_passive,
     fire,
@@ -147,3 +148,33 @@ def test_sender_does_not_send_tiny_segments_into_a_small_window() -> None:
     none_out(x.host, 0.2)
     d = x.host.next_deadline()
     assert d == pytest.approx(0.4)  # the persist timer takes over
+
+
+def test_the_first_read_sends_no_window_update_the_reply_carries_the_scaled_window() -> None:
+    # The SYN-ACK offered 65535 (a SYN's window is never scaled); the 256 KB scaled window that follows
+    # the handshake is not one a 1-byte read opened: Linux (tcp_cleanup_rbuf, its window grown from
+    # rcv_ssthresh) sends nothing here either, and the reply carries the window.
+    x = establish_passive()
+    x.host.receive(from_peer(x, PA, payload=b"x"), 0.02)
+    none_out(x.host, 0.02)  # the ACK is delayed
+    assert x.conn.read() == b"x"
+    none_out(x.host, 0.02)
+    x.conn.send(b"y")
+    reply = one(x.host, 0.02)
+    assert (reply.flags, reply.ack, reply.window) == (PA, x.peer_nxt + 1, (256 * 1024) >> 7)
+
+
+def test_a_read_that_frees_a_window_filled_by_data_advertises_it_at_once() -> None:
+    # Linux tcp_cleanup_rbuf(): the read at least doubles a small window -> ACK now
+    x = establish_passive(cfg(recv_buffer=16384))
+    seq = x.peer_nxt
+    for _ in range(8):
+        x.host.receive(from_peer(x, AK, seq=seq, payload=b"d" * MSS), 0.02)
+        seq += MSS
+    acks = segs(x.host, 0.02)
+    assert acks[-1].ack == seq
+    small = x.conn.rcv_wnd
+    assert 2 * small <= 16384
+    assert len(x.conn.read()) == 8 * MSS
+    update = one(x.host, 0.02)
+    assert (update.flags, update.ack, update.window) == (AK, seq, 16384 >> 7)

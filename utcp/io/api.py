@@ -218,7 +218,8 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             with contextlib.suppress(TcpUsageError, ConnectionFailed):
                 self._conn.close()
             self._runtime.kick()
-            self._watch.lot.unpark_all()  # wake our own blocked calls: they raise ClosedResourceError
+            if self._watch.lot:  # wake our own blocked calls: they raise ClosedResourceError
+                self._watch.lot.unpark_all()
         await trio.lowlevel.checkpoint()
 
     def abort(self) -> None:

@@ -4,7 +4,8 @@ Per docs/engine-api.md the runtime only ever calls `receive`, `packets_to_send`,
 `on_timer` and `events` (plus what the user API asks of connections). It:
   - reads packet batches from the link and feeds `host.receive(bytes, now)` with `now = trio.current_time()`;
   - after every batch, timer and API call, drains `host.packets_to_send(now)` and writes them;
-  - sleeps until the host's next deadline, new input, or a `kick()` from the user API;
+  - sleeps until the host's next deadline or new input; a user-API call (`kick()`) pumps at once, in
+    the caller's task, so a connection's handshake and close cost no extra task switch;
   - hands events to the streams/listeners waiting on them and logs them with structlog, bound to the
     connection's 4-tuple (the library never configures structlog);
   - optionally writes a pcap of what the host receives and sends, and applies an in-process
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import math
 import os
 import time
@@ -93,17 +95,29 @@ def four_tuple(conn: Connection) -> dict[str, str]:
     return {"local": f"{laddr}:{lport}", "remote": f"{raddr}:{rport}"}
 
 
+class _NoLog:
+    """Stands in for a bound logger when info is filtered out: nothing bound, nothing formatted."""
+
+    def info(self, event: str, **kw: Any) -> None:
+        pass
+
+
+_NO_LOG = _NoLog()
+
+
 class ConnectionWatch:
     """What the runtime knows about a connection someone is waiting on, plus where they wait."""
 
     __slots__ = ("closed", "conn", "connected", "log", "lot", "reset_reason")
 
-    def __init__(self, conn: Connection, log: Any) -> None:
+    def __init__(self, conn: Connection, log: Any = None) -> None:
         self.conn = conn
         self.lot = trio.lowlevel.ParkingLot()
         self.connected = conn.state not in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED, TcpState.CLOSED)
         self.reset_reason: str | None = None
         self.closed = False
+        # The logger bound to the 4-tuple, made on the first event a logger would emit (binding costs
+        # as much as a handshake's option parsing: not worth paying when info is filtered out).
         self.log = log
 
     async def wait(self) -> None:
@@ -147,10 +161,13 @@ class HostRuntime:
         self._impair_out = impair_outbound
         self._close_link = close_link
         self._log = logger if logger is not None else structlog.get_logger("utcp.io")
+        self._lazy_log = logger is None  # structlog's lazy proxy: resolved when the runtime starts
         self._watches: dict[int, ConnectionWatch] = {}
         self._listener_lots: dict[int, trio.lowlevel.ParkingLot] = {}
         self._wakeup = trio.lowlevel.ParkingLot()
         self._sleep_until = math.inf
+        self._driver_scope: trio.CancelScope | None = None  # the driver's sleep, while it sleeps
+        self._pumping = False
         self._delayed_in: list[tuple[float, int, Any]] = []
         self._delayed_out: list[tuple[float, int, Any]] = []
         self._tiebreak = itertools.count()
@@ -163,6 +180,7 @@ class HostRuntime:
     # -- lifecycle ----------------------------------------------------------------------------------
     async def __aenter__(self) -> HostRuntime:
         self._wall_offset = time.time() - trio.current_time()
+        self._resolve_logger()
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -249,17 +267,43 @@ class HostRuntime:
             elif self._pcap_spec is not None and hasattr(self._pcap_spec, "flush"):
                 self._pcap_spec.flush()
 
+    def _resolve_logger(self) -> None:
+        # structlog.get_logger() is a lazy proxy that rebuilds a logger on every bind() and method call;
+        # resolving it once when the runtime starts (as cache_logger_on_first_use does) makes the
+        # per-connection "would info be emitted?" check cheap. Configure structlog before starting.
+        if self._lazy_log:
+            self._log = self._log.bind()
+            self._lazy_log = False
+
+    def _logs_info(self) -> bool:
+        """Whether connection events (info) would be emitted; loggers without the query always log."""
+        check = getattr(self._log, "is_enabled_for", None)
+        if check is None:
+            return True
+        try:
+            return bool(check(logging.INFO))
+        except Exception:  # a logger with its own idea of that method: log, as before
+            return True
+
     # -- what the user API uses ---------------------------------------------------------------------
     def kick(self) -> None:
-        """Something changed (an API call): let the driver drain packets and re-arm timers now."""
-        self._wakeup.unpark_all()
+        """Something changed (an API call): drain packets, dispatch events and re-arm the timers now.
+
+        Runs the pump in the caller's task (no wakeup of the driver task, whose sleep only moves
+        earlier when a deadline did). Before the runtime runs, or from inside the pump, it only wakes
+        the driver."""
+        if not self._running or self._pumping:
+            self._wakeup.unpark_all()
+            return
+        self._pump(trio.current_time())
+        self._maybe_wake_driver()
 
     def watch(self, conn: Connection) -> ConnectionWatch:
         """Start routing `conn`'s events to a ParkingLot its stream waits on."""
         key = id(conn)
         watch = self._watches.get(key)
         if watch is None:
-            watch = ConnectionWatch(conn, self._log.bind(**four_tuple(conn)))
+            watch = ConnectionWatch(conn)
             self._watches[key] = watch
         return watch
 
@@ -314,8 +358,11 @@ class HostRuntime:
                 self.stats["timer_spins"] += 1
                 wake_at = now + 0.001
             self._sleep_until = math.inf if wake_at is None else wake_at
-            with trio.move_on_at(self._sleep_until):
+            # Others move this scope's deadline earlier (_maybe_wake_driver) instead of waking us.
+            with trio.CancelScope(deadline=self._sleep_until) as scope:
+                self._driver_scope = scope
                 await self._wakeup.park()
+            self._driver_scope = None
             self._sleep_until = -math.inf
 
     async def _writer_task(self) -> None:
@@ -335,21 +382,33 @@ class HostRuntime:
 
     # -- the pump -----------------------------------------------------------------------------------
     def _next_wakeup(self) -> float | None:
-        candidates = [self.host.next_deadline()]
-        if self._delayed_in:
-            candidates.append(self._delayed_in[0][0])
-        if self._delayed_out:
-            candidates.append(self._delayed_out[0][0])
-        present = [t for t in candidates if t is not None]
-        return min(present) if present else None
+        wake = self.host.next_deadline()
+        # impairment delay queues: only with impair_inbound / impair_outbound
+        for queue in (self._delayed_in, self._delayed_out):
+            if queue and (wake is None or queue[0][0] < wake):
+                wake = queue[0][0]
+        return wake
 
     def _maybe_wake_driver(self) -> None:
         wake_at = self._next_wakeup()
         if wake_at is not None and wake_at < self._sleep_until:
-            self._wakeup.unpark_all()
+            scope = self._driver_scope
+            if scope is None:
+                self._wakeup.unpark_all()
+            else:
+                # Re-arm the sleeping driver: cheaper than waking it to compute what we know here.
+                scope.deadline = wake_at
+                self._sleep_until = wake_at
 
     def _pump(self, now: float) -> None:
         """Deliver due delayed input, fire due timers, send what is ready, dispatch events."""
+        self._pumping = True
+        try:
+            self._pump_once(now)
+        finally:
+            self._pumping = False
+
+    def _pump_once(self, now: float) -> None:
         host = self.host
         delayed_in = self._delayed_in
         while delayed_in and delayed_in[0][0] <= now:
@@ -475,6 +534,7 @@ class HostRuntime:
 
     def _dispatch(self, events: list[Event]) -> None:
         watches = self._watches
+        logs_info: bool | None = None  # asked once per call, on the first event that would log
         for event in events:
             if isinstance(event, SegmentDropped):
                 self._log.debug(
@@ -484,16 +544,25 @@ class HostRuntime:
             conn = event.connection
             watch = watches.get(id(conn))
             if isinstance(event, DataReceived | SendSpace):
-                if watch is not None:
+                if watch is not None and watch.lot:  # an empty lot's unpark_all costs ~1 us
                     watch.lot.unpark_all()
                 continue
-            log = watch.log if watch is not None else self._log.bind(**four_tuple(conn))
+            if logs_info is None:
+                logs_info = self._logs_info()
+            if not logs_info:
+                log: Any = _NO_LOG
+            elif watch is None:
+                log = self._log.bind(**four_tuple(conn))
+            else:
+                if watch.log is None:
+                    watch.log = self._log.bind(**four_tuple(conn))
+                log = watch.log
             if isinstance(event, Connected):
                 log.info("connected", passive=event.listener is not None)
                 listener = event.listener if event.listener is not None else conn.listener
                 if listener is not None:
                     lot = self._listener_lots.get(id(listener))
-                    if lot is not None:
+                    if lot:
                         lot.unpark_all()
                 if watch is not None:
                     watch.connected = True
@@ -508,5 +577,5 @@ class HostRuntime:
                 if watch is not None:
                     watch.closed = True
                     del watches[id(conn)]
-            if watch is not None:
+            if watch is not None and watch.lot:
                 watch.lot.unpark_all()

@@ -8,11 +8,12 @@ offset per connection, here per address pair as Linux does), and 0 when tcp_time
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 import random
 import secrets
 from typing import Literal
+
+from utcp.tcp.addr import PackedAddresses
 
 __all__ = ["OffsetMode", "TimestampClock"]
 
@@ -25,7 +26,7 @@ _TICK_EPSILON = 1e-6
 class TimestampClock:
     """A TSval source. Immutable config; `tsval()` is a pure function of its arguments."""
 
-    __slots__ = ("_secret", "fixed_offset", "frozen_at", "hz", "offset_mode", "skew")
+    __slots__ = ("_packed", "_secret", "fixed_offset", "frozen_at", "hz", "offset_mode", "skew")
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class TimestampClock:
         self._secret = secret
         self.frozen_at = frozen_at
         self.skew = skew
+        self._packed = PackedAddresses()
 
     def offset(self, local_addr: str, remote_addr: str) -> int:
         """The offset added for this address pair (Linux secure_tcp_ts_off, or 0, or fixed)."""
@@ -67,7 +69,7 @@ class TimestampClock:
             return 0
         if self.offset_mode == "fixed":
             return self.fixed_offset
-        data = ipaddress.ip_address(local_addr).packed + ipaddress.ip_address(remote_addr).packed
+        data = self._packed(local_addr) + self._packed(remote_addr)
         return int.from_bytes(hashlib.blake2s(data, key=self._secret, digest_size=4).digest(), "big")
 
     def ticks(self, now: float) -> int:

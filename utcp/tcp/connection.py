@@ -422,12 +422,17 @@ class Connection:
         if max_bytes <= 0 or not self._rbuf:
             return b""
         before = self._receive_window_now()
-        data = self._rbuf.read(max_bytes)
-        # Linux tcp_cleanup_rbuf(): advertise at once if the read at least doubles a small window.
-        if (
+        small = (
             self.state in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2)
             and 2 * before <= self.config.recv_buffer
-        ):
+        )
+        # A window that could already double before this read (the 16-bit SYN window gives way to the
+        # scaled one after the handshake) is not this read's doing: the next segment carries it. Linux
+        # never meets that case here, its window grows from rcv_ssthresh (__tcp_select_window).
+        grown = self._window_candidate() if small else 0
+        data = self._rbuf.read(max_bytes)
+        # Linux tcp_cleanup_rbuf(): advertise at once if the read at least doubles a small window.
+        if small and not (grown and grown >= 2 * before):
             new = self._window_candidate()
             if new and new >= 2 * before:
                 self._ack_now = True

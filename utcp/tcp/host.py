@@ -37,6 +37,7 @@ ANY = "0.0.0.0"
 _Key = tuple[str, int, str, int]
 _SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cookie (Linux TCP_SYNCOOKIE_VALID)
 _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
+_FIN, _SYN, _RST, _ACK = (int(f) for f in (TcpFlags.FIN, TcpFlags.SYN, TcpFlags.RST, TcpFlags.ACK))
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
 
 
@@ -452,23 +453,23 @@ class Host:
 
     def _listen_input(self, lst: Listener, src: str, dst: str, seg: TcpSegment, now: float) -> None:
         """LISTEN (RFC 9293 3.10.7.2; Linux tcp_v4_do_rcv / tcp_rcv_state_process / tcp_conn_request)."""
-        flags = seg.flags
+        flags = int(seg.flags)  # plain int: IntFlag operators are ~10x slower
         # first, check for an RST: ignore it
-        if flags & TcpFlags.RST:
+        if flags & _RST:
             self._listen_drop("LISTEN: RST ignored", None, src, dst, seg)
             return
         # second, check for an ACK: <SEQ=SEG.ACK><CTL=RST>; first the SYN cookie it may carry back
-        if flags & TcpFlags.ACK and not flags & TcpFlags.SYN and self._cookie_ack(lst, src, dst, seg, now):
+        if flags & _ACK and not flags & _SYN and self._cookie_ack(lst, src, dst, seg, now):
             return
-        if flags & TcpFlags.ACK:
+        if flags & _ACK:
             self._listen_drop("LISTEN: ACK answered with RST", "OutRsts", src, dst, seg)
             self._send_reset(dst, src, seg)
             return
         # third, check for a SYN
-        if not flags & TcpFlags.SYN:
+        if not flags & _SYN:
             self._listen_drop("LISTEN: neither SYN, ACK nor RST", None, src, dst, seg)
             return
-        if flags & TcpFlags.FIN:
+        if flags & _FIN:
             self._listen_drop("LISTEN: SYN with FIN (Linux discards it)", None, src, dst, seg)
             return
         self._passive_open(lst, src, dst, seg, now, None)

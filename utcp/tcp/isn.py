@@ -8,9 +8,10 @@ M is a timer; RFC 6528 section 3 asks for 4-microsecond ticks. Linux `secure_tcp
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import random
 import secrets
+
+from utcp.tcp.addr import PackedAddresses
 
 __all__ = ["IsnGenerator"]
 
@@ -20,7 +21,7 @@ _U32 = 0xFFFFFFFF
 class IsnGenerator:
     """RFC 6528 ISN generator. Immutable once built; `isn()` is a pure function of its arguments."""
 
-    __slots__ = ("_secret", "fixed", "tick_shift")
+    __slots__ = ("_packed", "_secret", "fixed", "tick_shift")
 
     def __init__(
         self,
@@ -48,12 +49,14 @@ class IsnGenerator:
         self._secret = secret
         self.fixed = fixed
         self.tick_shift = tick_shift
+        self._packed = PackedAddresses()
 
     def offset(self, local_addr: str, local_port: int, remote_addr: str, remote_port: int) -> int:
         """F: the keyed hash of the 4-tuple (Linux: siphash_3u32(saddr, daddr, sport << 16 | dport))."""
+        packed = self._packed
         data = (
-            ipaddress.ip_address(local_addr).packed
-            + ipaddress.ip_address(remote_addr).packed
+            packed(local_addr)
+            + packed(remote_addr)
             + local_port.to_bytes(2, "big")
             + remote_port.to_bytes(2, "big")
         )

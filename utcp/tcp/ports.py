@@ -31,11 +31,12 @@ Every allocator keeps its own state (no module globals); randomness comes from i
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import random
 import secrets
 from collections.abc import Callable
 from typing import Protocol
+
+from utcp.tcp.addr import PackedAddresses
 
 __all__ = [
     "LINUX_DEFAULT_RANGE",
@@ -102,14 +103,11 @@ class LinuxPortAllocator:
         self.reserved = reserved
         # Linux fills table_perturb[] with random bytes once (get_random_sleepable_once); we draw lazily.
         self._table_perturb: dict[int, int] = {}
+        self._packed = PackedAddresses()
 
     def port_offset(self, local_addr: str, remote_addr: str, remote_port: int) -> int:
         """64-bit keyed hash of (saddr, daddr, dport): Linux secure_ipv4_port_ephemeral (siphash)."""
-        data = (
-            ipaddress.ip_address(local_addr).packed
-            + ipaddress.ip_address(remote_addr).packed
-            + remote_port.to_bytes(2, "big")
-        )
+        data = self._packed(local_addr) + self._packed(remote_addr) + remote_port.to_bytes(2, "big")
         digest = hashlib.blake2b(data, key=self._secret, digest_size=8).digest()
         return int.from_bytes(digest, "little")
 
