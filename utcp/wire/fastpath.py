@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from utcp.wire.checksum import tcp_segment_verifies
+from utcp.wire.checksum import tcp_segment_verifies, word_sum
 from utcp.wire.packet import IPPROTO_TCP
 
 _MOD = 0xFFFF
@@ -59,8 +59,6 @@ def data_segment(raw: bytes, verify_checksums: bool = True) -> DataSegment | Non
     else:
         return None
     # RFC 1071 as in codec.parse_ipv4: an IPv4 header residue of 0 mod 0xFFFF means its checksum verifies
-    if verify_checksums and (
-        int.from_bytes(raw[:20], "big") % _MOD or not tcp_segment_verifies(raw, 20, n, raw[12:20])
-    ):
+    if verify_checksums and (word_sum(raw, 0, 20) % _MOD or not tcp_segment_verifies(raw, 20, n, raw[12:20])):
         return None
     return (src, dst, sport, dport, seq, ack, window, tsval, tsecr, start)
