@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.wire.strategies import packets
 from utcp.wire import IPv4Packet, WireError, build_ipv4, checksum, parse_ipv4
-from utcp.wire.fastpath import data_segment
+from utcp.wire.fastpath import plain_segment
 
 _MOD = 0xFFFF
 
@@ -81,12 +81,12 @@ def test_the_codec_and_fast_path_agree_with_either_form(packet: IPv4Packet, wher
     raw = bytearray(with_c)
     raw[where % len(raw)] ^= xor  # sometimes a bad checksum, sometimes not
     corrupted = bytes(raw)
-    results_c = (_outcome(corrupted), data_segment(corrupted))
+    results_c = (_outcome(corrupted), plain_segment(corrupted))
     saved = getattr(checksum, "_word_sum")  # noqa: B009 (not exported, on purpose)
     setattr(checksum, "_word_sum", checksum._word_sum_python)  # noqa: B010
     try:
         assert build_ipv4(packet) == with_c
-        assert (_outcome(corrupted), data_segment(corrupted)) == results_c
+        assert (_outcome(corrupted), plain_segment(corrupted)) == results_c
     finally:
         setattr(checksum, "_word_sum", saved)  # noqa: B010
 
