@@ -222,6 +222,7 @@ class Connection:
         "_ts_recent",
         "_ts_recent_stamp",
         "_tx_times",
+        "_wire_key",
         "_wr_shutdown",
         "_ws_ok",
         "config",
@@ -270,6 +271,7 @@ class Connection:
         self._third_ack_held = False
         self._held_ack: TcpSegment | None = None
         self._encoder: SegmentEncoder | None = None  # made on first use (Host.wire_output)
+        self._wire_key: bytes | None = None  # the host's receive fast-path key, once it has one
 
         # --- send sequence space (offsets from ISS) ---
         self.iss = iss & SEQ_MASK

@@ -143,6 +143,7 @@ class Host:
         # established connection, no SACK blocks) are then queued already encoded, no values built.
         self.wire_output = wire_output
         self._addr_names: dict[bytes, str] = {}  # 4 raw bytes -> dotted quad, for the receive fast path
+        self._wire_conns: dict[bytes, Connection] = {}  # packet bytes 12..23 -> connection (fast path)
         if max_connections is not None and max_connections < 1:
             raise TcpUsageError("max_connections must be at least 1 (or None: no limit)")
         # every connection the host holds counts, SYN-RECEIVED and TIME-WAIT included
@@ -219,17 +220,24 @@ class Host:
         if shape is None:
             return False
         src, dst, sport, dport, seq, ack, window, tsval, tsecr, start = shape
-        names = self._addr_names
-        sname = names.get(src)
-        dname = names.get(dst)
-        if sname is None or dname is None:
-            if len(names) > 4096:
-                names.clear()  # bounded: a flood of source addresses must not grow it forever
-            sname = names[src] = ".".join(map(str, src))
-            dname = names[dst] = ".".join(map(str, dst))
-        conn = self._conns.get((dname, dport, sname, sport))
+        # the 4-tuple as it sits in the packet (addresses, then ports): one slice, one lookup
+        wire_key = raw[12:24]
+        conn = self._wire_conns.get(wire_key)
         if conn is None:
-            return False
+            names = self._addr_names
+            sname = names.get(src)
+            dname = names.get(dst)
+            if sname is None or dname is None:
+                if len(names) > 4096:
+                    names.clear()  # bounded: a flood of source addresses must not grow it forever
+                sname = names[src] = ".".join(map(str, src))
+                dname = names[dst] = ".".join(map(str, dst))
+            conn = self._conns.get((dname, dport, sname, sport))
+            if conn is None:
+                return False
+            # only connections we hold, forgotten in _unlink: as bounded as _conns
+            self._wire_conns[wire_key] = conn
+            conn._wire_key = wire_key
         if start == len(raw):
             if not conn._fast_ack(seq, ack, window, tsval, tsecr, now):
                 return False
@@ -704,6 +712,8 @@ class Host:
 
     def _unlink(self, conn: Connection) -> None:
         key = conn._key
+        if conn._wire_key is not None and self._wire_conns.get(conn._wire_key) is conn:
+            del self._wire_conns[conn._wire_key]
         if self._conns.get(key) is conn:
             del self._conns[key]
             self._bound[conn.local] -= 1

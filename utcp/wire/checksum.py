@@ -21,6 +21,7 @@ every checksum built or verified is the same either way (tests/wire/test_checksu
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from utcp.wire.packet import IPPROTO_TCP
 
@@ -54,10 +55,16 @@ def _word_sum_python(data: Buffer, start: int = 0, end: int | None = None) -> in
     return _words_value(data[start:end])
 
 
-try:
-    from utcp.wire._checksum import word_sum as _word_sum
-except ImportError:  # not built (no compiler at install time): same values, slower
-    _word_sum = _word_sum_python
+def _load_accelerator() -> Callable[[Buffer, int, int], int]:
+    try:
+        from utcp.wire._checksum import word_sum  # noqa: PLC0415 (optional)
+    except ImportError:  # not built (no compiler at install time): same values, slower
+        return _word_sum_python
+    return word_sum
+
+
+# Looked up at each call (tests swap it for the Python form).
+_word_sum = _load_accelerator()
 
 ACCELERATED = _word_sum is not _word_sum_python
 
@@ -110,6 +117,15 @@ def tcp_segment_verifies(data: bytes, start: int, end: int, addresses: bytes) ->
     seglen = end - start
     value = _word_sum(data, start, end)
     return (value + int.from_bytes(addresses, "big") + IPPROTO_TCP + seglen) % _MOD == 0
+
+
+def ipv4_tcp_verifies(data: Buffer, n: int) -> bool:
+    """Both checksums of data[:n], an IPv4 packet with a 20-byte header carrying a TCP segment, verify
+    (Linux ip_fast_csum, then tcp_v4_checksum_init). The pseudo-header's addresses are bytes 12..19 of
+    the IPv4 header, right before the segment, so one sum over data[12:n] covers them and the segment;
+    a version-4 header never sums to zero, so its residue 0 means -0: it verifies."""
+    ws = _word_sum
+    return ws(data, 0, 20) % _MOD == 0 and (ws(data, 12, n) + IPPROTO_TCP + n - 20) % _MOD == 0
 
 
 def _check_range(name: str, value: int, bits: int) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import socket
 import struct
 
-from utcp.wire.checksum import tcp_segment_verifies, word_sum
+from utcp.wire import checksum
+from utcp.wire.checksum import ipv4_tcp_verifies
 from utcp.wire.packet import IPPROTO_TCP
 
 _MOD = 0xFFFF
@@ -60,8 +61,7 @@ def plain_segment(raw: bytes, verify_checksums: bool = True) -> PlainSegment | N
         start = 40
     else:
         return None
-    # RFC 1071 as in codec.parse_ipv4: an IPv4 header residue of 0 mod 0xFFFF means its checksum verifies
-    if verify_checksums and (word_sum(raw, 0, 20) % _MOD or not tcp_segment_verifies(raw, 20, n, raw[12:20])):
+    if verify_checksums and not ipv4_tcp_verifies(raw, n):
         return None
     return (src, dst, sport, dport, seq, ack, window, tsval, tsecr, start)
 
@@ -121,7 +121,7 @@ class SegmentEncoder:
         doff_flags = ((hlen - 20) << 10) | flags
         tcp = self._tcp_sum + seglen + seq + ack + doff_flags + window
         if end > start:
-            tcp += word_sum(data, start, end)
+            tcp += checksum._word_sum(data, start, end)
         if self._ts:
             tcp_check = _checksum_of(tcp + tsval + tsecr)
             header = _IP_TCP_TS.pack(
