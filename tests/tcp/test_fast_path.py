@@ -206,8 +206,16 @@ def test_pure_acks_take_the_fast_path_and_plain_segments_go_out_encoded(
         encoded.append(len(raw))
         send_wire(self, raw, retransmit)
 
+    def wire_many_spy(self: Host, raws: list[bytes]) -> None:
+        encoded.extend(len(raw) for raw in raws)
+        bursts.append(len(raws))
+        send_wire_many(self, raws)
+
+    bursts: list[int] = []
+    send_wire_many = Host._send_wire_many
     monkeypatch.setattr(Connection, "_fast_ack", ack_spy)
     monkeypatch.setattr(Host, "_send_wire", wire_spy)
+    monkeypatch.setattr(Host, "_send_wire_many", wire_many_spy)
     _, received, _ = transfer(
         as_bytes=True, wire_output=True, config=TcpConfig(), impairment=None, ack_per_batch=True
     )
@@ -217,3 +225,4 @@ def test_pure_acks_take_the_fast_path_and_plain_segments_go_out_encoded(
     assert sum(acks) >= 150
     assert sum(1 for n in encoded if n == 1500) >= 500  # full data segments (52 + 1448 bytes)
     assert sum(1 for n in encoded if n == 52) >= 200  # and the receiver's ACKs
+    assert sum(bursts) >= 400  # most data segments went in bursts (Connection._send_bulk)

@@ -1787,6 +1787,8 @@ class Connection:
                     break
                 sent = True
             return sent
+        if self._send_bulk(now):
+            sent = True
         while self._send_new(now, None):
             sent = True
         return sent
@@ -1844,6 +1846,63 @@ class Connection:
         self._emit_range(start, end, now, retransmit=False)
         if size < mss:
             self._snd_sml = start + size
+        return True
+
+    def _send_bulk(self, now: float) -> bool:
+        """The full-sized new segments that repeated `_send_new` calls would send while neither Nagle,
+        SWS avoidance, the FIN nor a partial segment is involved, queued encoded (Host.wire_output) with
+        what cannot change between them worked out once: the window field (`_select_window` gives the
+        same value again while nothing is received or read), the timestamps, the ACK number, the RTO.
+        Returns whether anything was sent; `_send_new` then goes on from where this stopped."""
+        if self._fin_abs is not None:
+            return False
+        encoder = self._wire_encoder()
+        if encoder is None:
+            return False
+        mss = max(self._mss, 1)  # _data_mss without SACK blocks (the encoder implies none)
+        sbuf = self._sbuf
+        start = self._snd_nxt
+        data_end = sbuf.end
+        una = self._snd_una
+        right = una + self._snd_wnd  # RFC 9293 3.8.6.2.1: the usable window's right edge
+        cwnd = self._cc.cwnd
+        sacked = self._sb.sacked
+        in_flight = start - una - sacked
+        if start + mss > data_end or start + mss > right or (in_flight > 0 and in_flight + mss > cwnd):
+            return False
+        window = self._select_window()
+        ack = self.rcv_nxt
+        tsval = self.tsval_at(now)
+        tsecr = self._ts_recent
+        iss = self.iss
+        ip_id = self._ip_id
+        tx_times = self._tx_times
+        if tx_times is None:
+            tx_times = self._tx_times = deque()
+        encode = encoder.encode
+        locate = sbuf.locate
+        out: list[bytes] = []
+        while True:
+            end = start + mss
+            buf, i, j = locate(start, mss)
+            # PSH on the segment that empties what is queued, as _emit_range sets it
+            flags = F_ACK | F_PSH if end == data_end else F_ACK
+            out.append(encode(ip_id, (iss + start) & SEQ_MASK, ack, flags, window, tsval, tsecr, buf, i, j))
+            ip_id = (ip_id + 1) & 0xFFFF
+            tx_times.append((end, now))
+            start = end
+            in_flight = start - una - sacked  # > 0 from here on: RFC 5681 3.1, cwnd bounds it
+            if start + mss > data_end or start + mss > right or in_flight + mss > cwnd:
+                break
+        self._ip_id = ip_id
+        self._snd_nxt = start
+        self._st_bytes_sent += len(out) * mss
+        self._st_segs_out += len(out)
+        self._host._send_wire_many(out)
+        self._on_ack_sent()
+        if self._t_rtx is None or self._rtx_is_persist:
+            self._t_rtx = now + self._rtt.rto
+            self._rtx_is_persist = False
         return True
 
     def _emit_range(self, start: int, end: int, now: float, *, retransmit: bool) -> None:

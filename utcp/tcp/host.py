@@ -681,6 +681,11 @@ class Host:
             self.counters["OutSegs"] += 1
         self._outbox.append(raw)
 
+    def _send_wire_many(self, raws: list[bytes]) -> None:
+        """`_send_wire` for a run of new (not retransmitted) segments."""
+        self.counters["OutSegs"] += len(raws)
+        self._outbox.extend(raws)
+
     def _send_reset(self, local_addr: str, remote_addr: str, seg: TcpSegment) -> None:
         """Reset generation (RFC 9293 3.10.7.1; Linux tcp_v4_send_reset: no options, IP id 0).
 
