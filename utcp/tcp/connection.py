@@ -840,14 +840,14 @@ class Connection:
         if (
             self.state is not S.ESTABLISHED
             or self._ca_state != _CA_OPEN
-            or self._ofo
+            or self._ofo.size  # bytes held out of order (Reassembly.__bool__ without the call)
             or self._ofo_fin is not None
             or self._third_ack_held
             or self._rtx_is_persist
             or self._pending_rst
             or self._snd_nxt != self._snd_una
-            or ack != self.snd_una
-            or seq != self.rcv_nxt
+            or ack != (self.iss + self._snd_una) & SEQ_MASK  # SND.UNA
+            or seq != (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT
             or (window << self._snd_wscale) != self._snd_wnd
         ):
             return False
@@ -878,8 +878,10 @@ class Connection:
         self._st_bytes_rcvd += length
         if length > self._rcv_mss:
             self._rcv_mss = min(length, self._adv_mss)
-        self._data_arrived()
-        self._schedule_ack(now)
+        if not self._data_evt:  # else a DataReceived is already waiting: _data_arrived does nothing
+            self._data_arrived()
+        if not self._ack_batch:  # else the batch's ACK is already due and stays due (RCV.NXT only grew)
+            self._schedule_ack(now)
         self._after_input(now)
         return True
 
