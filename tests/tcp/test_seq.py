@@ -48,6 +48,50 @@ def test_read_buffer_reads_in_order() -> None:
     assert len(r) == 0
 
 
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("append"), st.binary(max_size=50), st.sampled_from(["bytes", "bytearray", "view"])
+            ),
+            st.tuples(st.just("read"), st.integers(1, 120), st.just("")),
+        ),
+        max_size=60,
+    )
+)
+def test_read_buffer_gives_back_exactly_what_was_appended(steps: list[tuple[str, object, str]]) -> None:
+    r = ReadBuffer()
+    expected = bytearray()
+    for op, arg, kind in steps:
+        if op == "append":
+            assert isinstance(arg, bytes)
+            if kind == "bytearray":
+                data = bytearray(arg)
+                r.append(data)
+                data[:] = b"x" * len(data)  # the buffer kept its own copy
+            else:
+                r.append(memoryview(arg) if kind == "view" else arg)
+            expected += arg
+        else:
+            assert isinstance(arg, int)
+            assert r.read(arg) == bytes(expected[:arg])
+            del expected[:arg]
+        assert len(r) == len(expected)
+    assert r.read(1 << 20) == bytes(expected)
+    assert len(r) == 0
+
+
+def test_read_buffer_reads_byte_by_byte_across_hundreds_of_chunks() -> None:
+    r = ReadBuffer()
+    data = bytes(range(200)) * 2
+    for i in range(0, len(data), 2):
+        r.append(data[i : i + 2])
+    assert b"".join(r.read(1) for _ in range(301)) == data[:301]  # past the chunk-list compaction
+    r.append(b"tail")
+    assert r.read(1000) == data[301:] + b"tail"
+
+
 @settings(max_examples=100)
 @given(st.lists(st.tuples(st.integers(0, 200), st.integers(1, 60)), max_size=30))
 def test_reassembly_never_duplicates_or_loses_bytes(pieces: list[tuple[int, int]]) -> None:

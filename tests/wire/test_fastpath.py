@@ -1,5 +1,5 @@
-"""utcp.wire.fastpath.data_segment agrees with the general parser on every packet it accepts, and
-declines every packet that is not the plain data-segment shape (or whose checksum is wrong)."""
+"""utcp.wire.fastpath.plain_segment agrees with the general parser on every packet it accepts, and
+declines every packet that is not the plain data-segment or pure-ACK shape (or whose checksum is wrong)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.wire.strategies import packets
 from utcp.wire import IPv4Packet, Nop, TcpFlags, TcpSegment, Timestamps, WireError, build_ipv4, parse_ipv4
-from utcp.wire.fastpath import data_segment
+from utcp.wire.fastpath import SegmentEncoder, plain_segment
 
 PLAIN_FLAGS = (TcpFlags.ACK, TcpFlags.ACK | TcpFlags.PSH)
 
@@ -21,7 +21,7 @@ def _data_packet(options: tuple[object, ...], payload: bytes, flags: TcpFlags = 
 
 
 def _agrees(raw: bytes, verify: bool) -> None:
-    shape = data_segment(raw, verify)
+    shape = plain_segment(raw, verify)
     try:
         packet = parse_ipv4(raw, verify_checksums=verify)
     except WireError:
@@ -33,7 +33,7 @@ def _agrees(raw: bytes, verify: bool) -> None:
     seg = packet.tcp
     assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == (packet.src, packet.dst)
     assert (sport, dport, seq, ack, window) == (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.window)
-    assert seg.flags in PLAIN_FLAGS and seg.payload == raw[start:] and seg.payload
+    assert seg.flags in PLAIN_FLAGS and seg.payload == raw[start:]
     assert not packet.more_fragments and not packet.fragment_offset and not packet.options
     ts = seg.option(Timestamps)
     if ts is None:
@@ -51,12 +51,12 @@ def test_agrees_with_the_general_parser_on_arbitrary_packets(packet: IPv4Packet,
 @settings(max_examples=300)
 @given(
     st.sampled_from([(), (Nop(), Nop(), Timestamps(5, 6))]),
-    st.binary(min_size=1, max_size=200),
+    st.binary(max_size=200),
     st.sampled_from(PLAIN_FLAGS),
     st.integers(0, 1499),
     st.integers(0, 255),
 )
-def test_agrees_on_data_segments_with_one_corrupted_byte(
+def test_agrees_on_plain_segments_with_one_corrupted_byte(
     options: tuple[object, ...], payload: bytes, flags: TcpFlags, where: int, xor: int
 ) -> None:
     raw = bytearray(_data_packet(options, payload, flags))
@@ -67,21 +67,82 @@ def test_agrees_on_data_segments_with_one_corrupted_byte(
 
 def test_recognises_the_bulk_shapes() -> None:
     with_ts = _data_packet((Nop(), Nop(), Timestamps(1000, 2000)), b"x" * 1448, TcpFlags.ACK | TcpFlags.PSH)
-    assert data_segment(with_ts) == (
+    assert plain_segment(with_ts) == (
         bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80, 123456789, 987654321, 502, 1000, 2000, 52
     )  # fmt: skip
     plain = _data_packet((), b"y" * 10)
-    assert data_segment(plain) is not None and data_segment(plain)[-1] == 40  # type: ignore[index]
+    assert plain_segment(plain) is not None and plain_segment(plain)[-1] == 40  # type: ignore[index]
+
+
+def test_recognises_pure_acks() -> None:
+    pure = _data_packet((Nop(), Nop(), Timestamps(7, 8)), b"")
+    assert plain_segment(pure) == (
+        bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80, 123456789, 987654321, 502, 7, 8, 52
+    )  # fmt: skip
+    assert plain_segment(_data_packet((), b""))[-1] == 40  # type: ignore[index]
 
 
 def test_declines_other_shapes() -> None:
-    assert data_segment(_data_packet((Nop(), Nop(), Timestamps(1, 2)), b"")) is None  # no payload
-    assert data_segment(_data_packet((), b"x", TcpFlags.ACK | TcpFlags.FIN)) is None
-    assert data_segment(_data_packet((), b"x", TcpFlags.SYN)) is None
+    assert plain_segment(_data_packet((Nop(), Nop(), Timestamps(1, 2)), b"")[:51]) is None  # truncated
+    assert plain_segment(_data_packet((), b"")[:39]) is None
+    assert plain_segment(_data_packet((), b"x", TcpFlags.ACK | TcpFlags.FIN)) is None
+    assert plain_segment(_data_packet((), b"x", TcpFlags.SYN)) is None
 
 
 def test_a_bad_tcp_checksum_is_declined_unless_trusted() -> None:
     raw = bytearray(_data_packet((), b"payload"))
     raw[-1] ^= 0xFF
-    assert data_segment(bytes(raw), True) is None
-    assert data_segment(bytes(raw), False) is not None
+    assert plain_segment(bytes(raw), True) is None
+    assert plain_segment(bytes(raw), False) is not None
+
+
+u16 = st.integers(0, 0xFFFF)
+u32 = st.integers(0, 0xFFFFFFFF)
+addresses = st.binary(min_size=4, max_size=4).map(socket.inet_ntoa)
+
+
+@settings(max_examples=1000)
+@given(
+    addresses,
+    addresses,
+    u16,
+    u16,
+    st.booleans(),
+    u16,
+    u32,
+    u32,
+    st.sampled_from([0x10, 0x18, 0x11, 0x19]),
+    u16,
+    u32,
+    u32,
+    st.binary(max_size=300),
+    st.integers(0, 40),
+    st.integers(0, 40),
+)
+def test_the_encoder_writes_what_build_ipv4_writes(  # noqa: PLR0917
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    timestamps: bool,
+    ident: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    tsval: int,
+    tsecr: int,
+    stream: bytes,
+    cut_front: int,
+    cut_back: int,
+) -> None:
+    start, end = min(cut_front, len(stream)), max(len(stream) - cut_back, 0)
+    end = max(end, start)
+    options = (Nop(), Nop(), Timestamps(tsval, tsecr)) if timestamps else ()
+    seg = TcpSegment(sport, dport, seq, ack, TcpFlags(flags), window, options, stream[start:end])
+    expected = build_ipv4(IPv4Packet(src, dst, seg, ident=ident))
+    encoder = SegmentEncoder(src, dst, sport, dport, timestamps)
+    for data in (stream, bytearray(stream), memoryview(stream)):
+        assert encoder.encode(ident, seq, ack, flags, window, tsval, tsecr, data, start, end) == expected
+    if end > start:
+        assert plain_segment(expected) is not None or flags & 0x01  # and it parses back the fast way

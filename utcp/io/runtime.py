@@ -1,9 +1,11 @@
 """The trio task that drives a sans-IO `Host` over a link (a TUN device or an in-memory link).
 
-Per docs/engine-api.md the runtime only ever calls `receive`, `packets_to_send`, `next_deadline`,
-`on_timer` and `events` (plus what the user API asks of connections). It:
+Per docs/engine-api.md the runtime only ever calls `receive`, `packets_to_send` (or its encoded twin
+`datagrams_to_send`), `next_deadline`, `on_timer` and `events` (plus what the user API asks of
+connections). It:
   - reads packet batches from the link and feeds `host.receive(bytes, now)` with `now = trio.current_time()`;
-  - after every batch, timer and API call, drains `host.packets_to_send(now)` and writes them;
+  - after every batch, timer and API call, drains `host.datagrams_to_send(now)` (with `wire_output`;
+    `packets_to_send` on a GSO link) and writes them;
   - sleeps until the host's next deadline or new input; a user-API call (`kick()`) pumps at once, in
     the caller's task, so a connection's handshake and close cost no extra task switch;
   - hands events to the streams/listeners waiting on them and logs them with structlog, bound to the
@@ -42,12 +44,12 @@ from utcp.tcp.events import (
 )
 from utcp.tcp.state import TcpState
 from utcp.wire import codec
+from utcp.wire.packet import IPv4Packet
 from utcp.wire.pcap import PcapWriter
 
 if TYPE_CHECKING:
     from utcp.tcp.connection import Connection
     from utcp.tcp.host import Host, Listener
-    from utcp.wire.packet import IPv4Packet
 
 TX_BACKLOG_LIMIT = 10_000  # packets held while the link would block; beyond it, tail drop
 LINGER = 2.0  # seconds __aexit__ lets orphaned connections finish their FIN exchange
@@ -176,11 +178,17 @@ class HostRuntime:
         self._wall_offset = 0.0
         self._stack: contextlib.AsyncExitStack | None = None
         self._running = False
+        self._wire_output = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def __aenter__(self) -> HostRuntime:
         self._wall_offset = time.time() - trio.current_time()
         self._resolve_logger()
+        # Plain segments come out of the host already encoded (Host.wire_output, drained with
+        # datagrams_to_send) unless the link does GSO, whose coalescing works on packet values.
+        self._wire_output = hasattr(self.host, "datagrams_to_send") and not getattr(self.link, "gso", False)
+        if self._wire_output:
+            self.host.wire_output = True
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -416,7 +424,8 @@ class HostRuntime:
         deadline = host.next_deadline()
         if deadline is not None and deadline <= now:
             host.on_timer(now)
-        packets = host.packets_to_send(now)
+        packets: list[IPv4Packet] | list[bytes]
+        packets = host.datagrams_to_send(now) if self._wire_output else host.packets_to_send(now)
         if packets:
             self._transmit(packets, now)
         delayed_out = self._delayed_out
@@ -451,16 +460,23 @@ class HostRuntime:
             self.stats["receive_errors"] += 1
             self._log.exception("engine raised on receive", packet=raw[:64].hex())
 
-    def _transmit(self, packets: list[IPv4Packet], now: float) -> None:
+    def _transmit(self, packets: list[IPv4Packet] | list[bytes], now: float) -> None:
         gso = getattr(self.link, "gso", False)
         if gso and self._pcap is None and self.tap is None and self._impair_out is None:
-            self._transmit_gso(packets)
+            self._transmit_gso([p if isinstance(p, IPv4Packet) else codec.parse_ipv4(p) for p in packets])
             return
         build = codec.build_ipv4
         pcap = self._pcap
         impair = self._impair_out
+        if pcap is None and self.tap is None and impair is None:
+            # nothing looks at single packets: count them once, write them in one call
+            raws = [build(p) if isinstance(p, IPv4Packet) else p for p in packets]
+            self.stats["packets_out"] += len(raws)
+            self.stats["bytes_out"] += sum(map(len, raws))
+            self._link_send_many(raws)
+            return
         for pkt in packets:
-            raw = build(pkt)
+            raw = build(pkt) if isinstance(pkt, IPv4Packet) else pkt
             self.stats["packets_out"] += 1
             self.stats["bytes_out"] += len(raw)
             if pcap is not None:
@@ -516,6 +532,22 @@ class HostRuntime:
             return
         if not ok:
             self._queue_backlog(item)
+
+    def _link_send_many(self, raws: list[bytes]) -> None:
+        """`_link_send` for each packet, through the link's try_send_many when it has one."""
+        send_many = getattr(self.link, "try_send_many", None)
+        if send_many is None or self._tx_backlog:
+            for raw in raws:
+                self._link_send(raw)
+            return
+        if self.link_closed():
+            return
+        try:
+            sent = send_many(raws)
+        except trio.ClosedResourceError:
+            return
+        for raw in raws[sent:]:
+            self._queue_backlog(raw)  # the link pushed back: the rest waits, in order
 
     def _try_write(self, item: bytes | tuple[bytes, int, int]) -> bool:
         if isinstance(item, tuple):  # only queued on a link with `gso` (see _transmit)

@@ -6,7 +6,8 @@
 
 The TUN device is created in `netns` with the kernel's address `peer_address` (same prefix as
 `address`); the utcp host answers for `address`. `mtu` is the host's (its MSS is mtu - 40);
-`tun_mtu` (default: the same) is the device's, which sets the MSS the kernel advertises. `offload`
+`tun_mtu` (default: the same) is the device's, which sets the MSS the kernel advertises. Without a
+`config`, connections get `stack_config()`: TcpConfig's defaults with a 4 MiB receive buffer. `offload`
 opens the device with IFF_VNET_HDR and TSO both ways (utcp.io.gso; checksums are then trusted). Leaving
 the block aborts what is left, closes the device (which removes it) and flushes the pcap.
 """
@@ -44,6 +45,18 @@ def split_addresses(address: str, peer_address: str) -> tuple[ipaddress.IPv4Inte
     return ipaddress.IPv4Interface(f"{peer}/{ours.network.prefixlen}"), str(ours.ip)
 
 
+# The receive buffer (and so the largest window) a TUN stack's connections get unless `config` says
+# otherwise: where Linux's receive autotuning takes a bulk socket (tcp_rmem max, 6 MB; 4 MiB here).
+# With TcpConfig's 256 KiB a 9000-byte MTU or 64 KB TSO reads leave only a few segments in flight, and
+# the transfer waits on every application read (tools/bench: rx_jumbo, rx_offload).
+STACK_RECV_BUFFER = 4 * 1024 * 1024
+
+
+def stack_config() -> TcpConfig:
+    """`TcpConfig()` with the stack's receive buffer (STACK_RECV_BUFFER)."""
+    return TcpConfig(recv_buffer=STACK_RECV_BUFFER)
+
+
 class UtcpStack(HostRuntime):
     """A `HostRuntime` that also owns its `Host` and its TUN device."""
 
@@ -76,7 +89,7 @@ class UtcpStack(HostRuntime):
         self.tun_name = tun_name
         host = Host(
             addresses=[self.address],
-            config=config if config is not None else TcpConfig(),
+            config=config if config is not None else stack_config(),
             policy=policy,
             mtu=mtu,
             seed=seed,

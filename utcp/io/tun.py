@@ -125,13 +125,16 @@ class TunDevice:
         batch: list[bytes] = []
         skip = VNET_HDR_LEN if self.gso else 0
         size = READ_SIZE + skip
+        fd = self._fd
+        read = os.read
+        append = batch.append
         while not batch:
             if self.closed:
                 raise trio.ClosedResourceError("TUN device closed")
-            await trio.lowlevel.wait_readable(self._fd)
-            while len(batch) < max_packets:
+            await trio.lowlevel.wait_readable(fd)
+            for _ in range(max_packets):
                 try:
-                    data = os.read(self._fd, size)
+                    data = read(fd, size)
                 except BlockingIOError:
                     break
                 except OSError as exc:
@@ -143,7 +146,7 @@ class TunDevice:
                 if not data or data[0] >> 4 != 4:
                     self.non_ipv4_dropped += 1
                     continue
-                batch.append(data)
+                append(data)
         return batch
 
     def try_send(self, data: bytes) -> bool:
@@ -158,6 +161,26 @@ class TunDevice:
         except BlockingIOError:
             return False
         return True
+
+    def try_send_many(self, packets: list[bytes]) -> int:
+        """`try_send` for each packet in order until one would block: how many were written."""
+        if self.closed:
+            raise trio.ClosedResourceError("TUN device closed")
+        fd = self._fd
+        sent = 0
+        try:
+            if self.gso:
+                for data in packets:
+                    os.writev(fd, (NO_GSO, data))
+                    sent += 1
+            else:
+                write = os.write
+                for data in packets:
+                    write(fd, data)
+                    sent += 1
+        except BlockingIOError:
+            pass
+        return sent
 
     def try_send_gso(self, data: bytes, header_len: int, gso_size: int) -> bool:
         """Write one TCP super-segment the kernel treats as segments of `gso_size` payload bytes

@@ -52,6 +52,7 @@ from utcp.tcp.state import (
     SHUTDOWN_TRANSITIONS,
     TcpState,
 )
+from utcp.wire.fastpath import SegmentEncoder
 from utcp.wire.format import format_flags
 from utcp.wire.packet import IPv4Packet, Nop, Sack, TcpFlags, TcpOption, TcpSegment, Timestamps
 
@@ -148,6 +149,7 @@ class Connection:
         "_deadline",
         "_dsack",
         "_dupacks",
+        "_encoder",
         "_eof",
         "_exposed",
         "_fin_abs",
@@ -220,6 +222,7 @@ class Connection:
         "_ts_recent",
         "_ts_recent_stamp",
         "_tx_times",
+        "_wire_key",
         "_wr_shutdown",
         "_ws_ok",
         "config",
@@ -267,6 +270,8 @@ class Connection:
         self._hold_third_ack = False  # Host.connect(hold_third_ack=True): see release_third_ack()
         self._third_ack_held = False
         self._held_ack: TcpSegment | None = None
+        self._encoder: SegmentEncoder | None = None  # made on first use (Host.wire_output)
+        self._wire_key: bytes | None = None  # the host's receive fast-path key, once it has one
 
         # --- send sequence space (offsets from ISS) ---
         self.iss = iss & SEQ_MASK
@@ -785,16 +790,20 @@ class Connection:
 
     def _input(self, seg: TcpSegment, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 3.10.7) for this connection."""
-        if self.state is S.ESTABLISHED and seg.payload and int(seg.flags) in _FAST_FLAGS:
+        if self.state is S.ESTABLISHED and int(seg.flags) in _FAST_FLAGS:
             # header prediction for segments given as values (the simulator), as Host._receive_fast
             opts = seg.options
             if not opts:
-                tsval = -1
+                tsval = tsecr = -1
             elif len(opts) == 3 and type(opts[2]) is Timestamps and type(opts[0]) is type(opts[1]) is Nop:
-                tsval = opts[2].tsval
+                tsval, tsecr = opts[2].tsval, opts[2].tsecr
             else:
-                tsval = -2  # any other options: the general path
-            if tsval != -2 and self._fast_data(seg.seq, seg.ack, seg.window, tsval, seg.payload, now):
+                tsval = tsecr = -2  # any other options: the general path
+            if tsval != -2 and (
+                self._fast_data(seg.seq, seg.ack, seg.window, tsval, seg.payload, now)
+                if seg.payload
+                else self._fast_ack(seg.seq, seg.ack, seg.window, tsval, tsecr, now)
+            ):
                 return
         self._st_segs_in += 1
         self._in_seg = seg
@@ -836,14 +845,14 @@ class Connection:
         if (
             self.state is not S.ESTABLISHED
             or self._ca_state != _CA_OPEN
-            or self._ofo
+            or self._ofo.size  # bytes held out of order (Reassembly.__bool__ without the call)
             or self._ofo_fin is not None
             or self._third_ack_held
             or self._rtx_is_persist
             or self._pending_rst
             or self._snd_nxt != self._snd_una
-            or ack != self.snd_una
-            or seq != self.rcv_nxt
+            or ack != (self.iss + self._snd_una) & SEQ_MASK  # SND.UNA
+            or seq != (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT
             or (window << self._snd_wscale) != self._snd_wnd
         ):
             return False
@@ -874,8 +883,85 @@ class Connection:
         self._st_bytes_rcvd += length
         if length > self._rcv_mss:
             self._rcv_mss = min(length, self._adv_mss)
-        self._data_arrived()
-        self._schedule_ack(now)
+        if not self._data_evt:  # else a DataReceived is already waiting: _data_arrived does nothing
+            self._data_arrived()
+        if not self._ack_batch:  # else the batch's ACK is already due and stays due (RCV.NXT only grew)
+            self._schedule_ack(now)
+        self._after_input(now)
+        return True
+
+    def _fast_ack(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.plain_segment)
+        self, seq: int, ack: int, window: int, tsval: int, tsecr: int, now: float
+    ) -> bool:
+        """Header prediction for a pure ACK (Linux tcp_rcv_established fast path: no data, in sequence,
+        no SACK, acceptable timestamp) that acknowledges new data while nothing was SACKed or lost, the
+        ACK stream a bulk sender lives on. Unlike Linux it also takes a new window: an ACK that advances
+        SND.UNA always updates the window (RFC 9293 3.10.7.4), nothing else depends on it here. Does
+        exactly what _input would do for it (_rcv_synchronized then _process_ack, the branches that can
+        apply); returns False, having changed nothing, whenever any other rule could apply (then the
+        caller takes the general path)."""
+        if (
+            self.state is not S.ESTABLISHED
+            or self._ca_state != _CA_OPEN
+            or self._sb
+            or self._fin_abs is not None
+            or self._third_ack_held
+            or self._rtx_is_persist
+            or self._pending_rst
+            or seq != self.rcv_nxt
+        ):
+            return False
+        snd_una = self._snd_una
+        acked = seq_diff(ack, self.snd_una)
+        if acked <= 0 or snd_una + acked > self._snd_nxt:
+            return False  # duplicate (RFC 5681 counting), old, or unsent: policy.check_ack decides
+        if self._ts_ok:
+            # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
+            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+                return False
+        elif tsval >= 0:
+            return False
+        else:
+            tsecr = 0  # no timestamps: no TSecr RTT samples
+        policy = type(self.policy)
+        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
+            return False  # a user policy may decide otherwise: let it see the segment
+        self._st_segs_in += 1
+        self._last_rcv = now
+        self._probes_out = 0  # Linux tcp_ack: any acceptable ACK clears icsk_probes_out
+        # _process_ack, RFC 9293 3.10.7.4 fifth: SND.UNA < SEG.ACK =< SND.NXT
+        ack_abs = snd_una + acked
+        outstanding_before = self._snd_nxt - snd_una
+        self._rtt_on_ack(snd_una, ack_abs, tsecr, now)
+        freed = self._sbuf.release(ack_abs)
+        self._snd_una = ack_abs
+        self._bytes_acked += acked
+        self._snd_sml = max(self._snd_sml, ack_abs)
+        self._retransmits = 0
+        self._dupacks = 0
+        # grow only a window the sender fills (Linux tcp_is_cwnd_limited, RFC 7661 spirit)
+        cc = self._cc
+        cwnd = cc.cwnd
+        if outstanding_before >= (cwnd // 2 if cc.in_slow_start else cwnd - self._mss):
+            cc.on_ack(acked)
+        # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it
+        if ack_abs >= self._snd_nxt:
+            self._t_rtx = None
+        else:
+            self._t_rtx = now + self._rtt.rto
+        if freed and not self._space_evt and self._exposed and not self._wr_shutdown:
+            self._space_evt = True
+            self._host._emit(SendSpace(self))
+        # window update (SND.UNA advanced; Linux tcp_may_update_window); not persisting, so no probe to
+        # stop. No loss detection: with nothing SACKed and no duplicate ACKs counted, IsLost and the
+        # duplicate-ACK threshold cannot hold.
+        nwin = window << self._snd_wscale
+        self._snd_wl1 = self._rcv_nxt
+        self._snd_wnd = nwin
+        self._max_snd_wnd = max(self._max_snd_wnd, nwin)
+        if tsval >= 0 and self._rcv_nxt <= self._rcv_wup:
+            self._ts_recent = tsval  # RFC 7323 4.3
+            self._ts_recent_stamp = now
         self._after_input(now)
         return True
 
@@ -1279,7 +1365,7 @@ class Connection:
         partial_ack = False
         if ack_abs > snd_una:
             acked = ack_abs - snd_una
-            self._rtt_on_ack(snd_una, ack_abs, ts, now)
+            self._rtt_on_ack(snd_una, ack_abs, ts.tsecr if ts is not None else 0, now)
             prev_high = self._sb.highest
             if (
                 prev_high is not None
@@ -1377,10 +1463,11 @@ class Connection:
             self._fast_retransmit(now)
         return fin_acked
 
-    def _rtt_on_ack(self, old_una: int, ack_abs: int, ts: Timestamps | None, now: float) -> None:
+    def _rtt_on_ack(self, old_una: int, ack_abs: int, tsecr: int, now: float) -> None:
         """RTT sample for an ACK that advances SND.UNA (Linux tcp_clean_rtx_queue/tcp_ack_update_rtt):
         the send time of the earliest newly acknowledged segment when none of it was retransmitted;
-        otherwise TSecr (RFC 7323 4.1), or no sample at all without timestamps (Karn, RFC 6298 3)."""
+        otherwise TSecr (RFC 7323 4.1; 0: no timestamp, or none echoed), or no sample at all without
+        timestamps (Karn, RFC 6298 3)."""
         tx = self._tx_times
         first: float | None = None
         while tx and tx[0][0] <= ack_abs:
@@ -1388,12 +1475,12 @@ class Connection:
             if first is None:
                 first = t
         if old_una < self._retrans_hi:
-            if ts is not None and ts.tsecr:
-                self._rtt_sample_ts(ts.tsecr, now)
+            if tsecr:
+                self._rtt_sample_ts(tsecr, now)
         elif first is not None:
             self._rtt.sample(now - first)
-        elif ts is not None and ts.tsecr:
-            self._rtt_sample_ts(ts.tsecr, now)
+        elif tsecr:
+            self._rtt_sample_ts(tsecr, now)
 
     def _take_sack(self, sack: Sack, ack_abs: int) -> None:
         una_w = self.snd_una
@@ -1707,6 +1794,8 @@ class Connection:
                     break
                 sent = True
             return sent
+        if self._send_bulk(now):
+            sent = True
         while self._send_new(now, None):
             sent = True
         return sent
@@ -1766,38 +1855,111 @@ class Connection:
             self._snd_sml = start + size
         return True
 
+    def _send_bulk(self, now: float) -> bool:
+        """The full-sized new segments that repeated `_send_new` calls would send while neither Nagle,
+        SWS avoidance, the FIN nor a partial segment is involved, queued encoded (Host.wire_output) with
+        what cannot change between them worked out once: the window field (`_select_window` gives the
+        same value again while nothing is received or read), the timestamps, the ACK number, the RTO.
+        Returns whether anything was sent; `_send_new` then goes on from where this stopped."""
+        if self._fin_abs is not None:
+            return False
+        encoder = self._wire_encoder()
+        if encoder is None:
+            return False
+        mss = max(self._mss, 1)  # _data_mss without SACK blocks (the encoder implies none)
+        sbuf = self._sbuf
+        start = self._snd_nxt
+        data_end = sbuf.end
+        una = self._snd_una
+        right = una + self._snd_wnd  # RFC 9293 3.8.6.2.1: the usable window's right edge
+        cwnd = self._cc.cwnd
+        sacked = self._sb.sacked
+        in_flight = start - una - sacked
+        if start + mss > data_end or start + mss > right or (in_flight > 0 and in_flight + mss > cwnd):
+            return False
+        window = self._select_window()
+        ack = self.rcv_nxt
+        tsval = self.tsval_at(now)
+        tsecr = self._ts_recent
+        iss = self.iss
+        ip_id = self._ip_id
+        tx_times = self._tx_times
+        if tx_times is None:
+            tx_times = self._tx_times = deque()
+        encode = encoder.encode
+        locate = sbuf.locate
+        out: list[bytes] = []
+        while True:
+            end = start + mss
+            buf, i, j = locate(start, mss)
+            # PSH on the segment that empties what is queued, as _emit_range sets it
+            flags = F_ACK | F_PSH if end == data_end else F_ACK
+            out.append(encode(ip_id, (iss + start) & SEQ_MASK, ack, flags, window, tsval, tsecr, buf, i, j))
+            ip_id = (ip_id + 1) & 0xFFFF
+            tx_times.append((end, now))
+            start = end
+            in_flight = start - una - sacked  # > 0 from here on: RFC 5681 3.1, cwnd bounds it
+            if start + mss > data_end or start + mss > right or in_flight + mss > cwnd:
+                break
+        self._ip_id = ip_id
+        self._snd_nxt = start
+        self._st_bytes_sent += len(out) * mss
+        self._st_segs_out += len(out)
+        self._host._send_wire_many(out)
+        self._on_ack_sent()
+        if self._t_rtx is None or self._rtx_is_persist:
+            self._t_rtx = now + self._rtt.rto
+            self._rtx_is_persist = False
+        return True
+
     def _emit_range(self, start: int, end: int, now: float, *, retransmit: bool) -> None:
         """Send offsets [start, end) (data, and the FIN if `end` passes it) as one segment."""
         fin_abs = self._fin_abs
         data_end = self._sbuf.end
         dend = min(end, data_end)
-        payload = self._sbuf.peek(start, dend - start) if dend > start else b""
+        length = max(dend - start, 0)
         flags = F_ACK
-        if payload and dend == data_end:
+        if length and dend == data_end:
             flags |= F_PSH  # the last segment of what is queued
         if fin_abs is not None and end > fin_abs:
             flags |= F_FIN
-        seg = TcpSegment(
-            self._lport,
-            self._rport,
-            (self.iss + start) & SEQ_MASK,
-            self.rcv_nxt,
-            _FLAGS[flags],
-            self._select_window(),
-            self._options(now),
-            payload,
-        )
+        encoder = self._wire_encoder()
+        if encoder is not None:
+            # the same segment, encoded at once (Host.wire_output): fields in the order built below
+            seq = (self.iss + start) & SEQ_MASK
+            ack = self.rcv_nxt
+            window = self._select_window()
+            buf, i, j = self._sbuf.locate(start, length) if length else (b"", 0, 0)
+            raw = encoder.encode(
+                self._next_ip_id(), seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
+            )
+            seg = None
+        else:
+            seg = TcpSegment(
+                self._lport,
+                self._rport,
+                (self.iss + start) & SEQ_MASK,
+                self.rcv_nxt,
+                _FLAGS[flags],
+                self._select_window(),
+                self._options(now),
+                self._sbuf.peek(start, length) if length else b"",
+            )
         self._snd_nxt = max(self._snd_nxt, end)
         if retransmit:
             self._st_rtx_segs += 1
-            self._st_rtx_bytes += len(payload)
+            self._st_rtx_bytes += length
             self._retrans_hi = max(self._retrans_hi, end)  # Karn: data below is ambiguous to time
         else:
-            self._st_bytes_sent += len(payload)
+            self._st_bytes_sent += length
             if self._tx_times is None:
                 self._tx_times = deque()
             self._tx_times.append((end, now))
-        self._emit(seg, retransmit=retransmit)
+        if seg is None:
+            self._st_segs_out += 1
+            self._host._send_wire(raw, retransmit)
+        else:
+            self._emit(seg, retransmit=retransmit)
         self._on_ack_sent()
         if self._t_rtx is None or self._rtx_is_persist:
             self._t_rtx = now + self._rtt.rto
@@ -1833,7 +1995,38 @@ class Connection:
         """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, with the current window and options."""
         if self._third_ack_held:
             return
-        self._emit(self._build_ack(now))
+        encoder = self._wire_encoder()
+        if encoder is None:
+            self._emit(self._build_ack(now))
+            return
+        # _build_ack's segment, encoded at once (Host.wire_output)
+        window = self._select_window()
+        raw = encoder.encode(
+            self._next_ip_id(), self.snd_nxt, self.rcv_nxt, F_ACK, window, self.tsval_at(now),
+            self._ts_recent, b"", 0, 0,
+        )  # fmt: skip
+        self._on_ack_sent()
+        self._st_segs_out += 1
+        self._host._send_wire(raw)
+
+    def _wire_encoder(self) -> SegmentEncoder | None:
+        """The encoder for segments queued as bytes, when the host asks for them (Host.wire_output) and
+        the segment has the plain shape: a synchronized connection (not a request socket, not to one of
+        our own addresses: self-delivery wants values) and no SACK blocks to carry."""
+        if not self._host.wire_output or self._request:
+            return None
+        if self._sack_ok and (self._dsack is not None or self._ofo.blocks):
+            return None
+        encoder = self._encoder
+        if encoder is None:
+            if self.state in (S.CLOSED, S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED):
+                return None  # timestamps are settled by the handshake
+            if self._raddr in self._host._addr_set:
+                return None
+            encoder = self._encoder = SegmentEncoder(
+                self._laddr, self._raddr, self._lport, self._rport, self._ts_ok
+            )
+        return encoder
 
     def _build_ack(self, now: float) -> TcpSegment:
         """The ACK `_send_ack` sends, as sent (the advertised window is recorded)."""
@@ -1901,12 +2094,15 @@ class Connection:
         return False
 
     def _emit(self, seg: TcpSegment, *, retransmit: bool = False) -> None:
-        ident = 0
-        if not self._request:
-            ident = self._ip_id
-            self._ip_id = (self._ip_id + 1) & 0xFFFF
+        ident = 0 if self._request else self._next_ip_id()
         self._st_segs_out += 1
         self._host._send(IPv4Packet(self._laddr, self._raddr, seg, ident=ident), retransmit)
+
+    def _next_ip_id(self) -> int:
+        """This connection's next IP ID (Linux: a per-socket counter, inet_id, from a random start)."""
+        ident = self._ip_id
+        self._ip_id = (ident + 1) & 0xFFFF
+        return ident
 
     def _on_ack_sent(self) -> None:
         self._ack_now = False

@@ -25,9 +25,9 @@ from utcp.tcp.ports import LinuxPortAllocator, PortAllocator
 from utcp.tcp.seq import SEQ_MASK
 from utcp.tcp.state import TcpState
 from utcp.tcp.syncookies import SynCookies
-from utcp.wire.codec import parse_ipv4
+from utcp.wire.codec import build_ipv4, parse_ipv4
 from utcp.wire.errors import ChecksumError, WireError
-from utcp.wire.fastpath import data_segment
+from utcp.wire.fastpath import plain_segment
 from utcp.wire.format import format_flags
 from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, Mss, TcpFlags, TcpSegment, Toa
 
@@ -116,6 +116,7 @@ class Host:
         toa: Literal["getpeername"] | None = None,
         ack_per_batch: bool = False,
         verify_checksums: bool = True,
+        wire_output: bool = False,
         max_connections: int | None = None,
     ) -> None:
         self.addresses = tuple(addresses)
@@ -139,7 +140,11 @@ class Host:
         self.ack_per_batch = ack_per_batch
         # False only for links whose packets the kernel checksummed itself (a TUN device, no offloads).
         self.verify_checksums = verify_checksums
+        # A runtime that drains datagrams_to_send() sets this: plain segments (data and ACKs of an
+        # established connection, no SACK blocks) are then queued already encoded, no values built.
+        self.wire_output = wire_output
         self._addr_names: dict[bytes, str] = {}  # 4 raw bytes -> dotted quad, for the receive fast path
+        self._wire_conns: dict[bytes, Connection] = {}  # packet bytes 12..23 -> connection (fast path)
         if max_connections is not None and max_connections < 1:
             raise TcpUsageError("max_connections must be at least 1 (or None: no limit)")
         # every connection the host holds counts, SYN-RECEIVED and TIME-WAIT included
@@ -160,7 +165,7 @@ class Host:
         self._listeners: dict[tuple[str, int], Listener] = {}
         self._bound: Counter[tuple[str, int]] = Counter()  # (local address, port) -> users
         self._events: list[Event] = []
-        self._outbox: list[IPv4Packet] = []
+        self._outbox: list[IPv4Packet | bytes] = []  # bytes only with wire_output
         self._loop: deque[IPv4Packet] = deque()
         self._dirty: dict[Connection, None] = {}
         self._heap: list[tuple[float, int, Connection]] = []
@@ -210,28 +215,51 @@ class Host:
 
     def _receive_fast(self, raw: bytes, now: float) -> bool:
         """Header prediction (Linux tcp_rcv_established fast path): an in-order data segment for an
-        ESTABLISHED connection goes straight into its receive buffer, no packet values built. False:
-        nothing was done, take the general path."""
-        shape = data_segment(raw, self.verify_checksums)
+        ESTABLISHED connection goes straight into its receive buffer, and a pure ACK of new data straight
+        into its send side, no packet values built. False: nothing was done, take the general path."""
+        shape = plain_segment(raw, self.verify_checksums)
         if shape is None:
             return False
-        src, dst, sport, dport, seq, ack, window, tsval, _tsecr, start = shape
-        names = self._addr_names
-        sname = names.get(src)
-        dname = names.get(dst)
-        if sname is None or dname is None:
-            if len(names) > 4096:
-                names.clear()  # bounded: a flood of source addresses must not grow it forever
-            sname = names[src] = ".".join(map(str, src))
-            dname = names[dst] = ".".join(map(str, dst))
-        conn = self._conns.get((dname, dport, sname, sport))
-        if conn is None or not conn._fast_data(seq, ack, window, tsval, memoryview(raw)[start:], now):
+        src, dst, sport, dport, seq, ack, window, tsval, tsecr, start = shape
+        # the 4-tuple as it sits in the packet (addresses, then ports): one slice, one lookup
+        wire_key = raw[12:24]
+        conn = self._wire_conns.get(wire_key)
+        if conn is None:
+            names = self._addr_names
+            sname = names.get(src)
+            dname = names.get(dst)
+            if sname is None or dname is None:
+                if len(names) > 4096:
+                    names.clear()  # bounded: a flood of source addresses must not grow it forever
+                sname = names[src] = ".".join(map(str, src))
+                dname = names[dst] = ".".join(map(str, dst))
+            conn = self._conns.get((dname, dport, sname, sport))
+            if conn is None:
+                return False
+            # only connections we hold, forgotten in _unlink: as bounded as _conns
+            self._wire_conns[wire_key] = conn
+            conn._wire_key = wire_key
+        if start == len(raw):
+            if not conn._fast_ack(seq, ack, window, tsval, tsecr, now):
+                return False
+        elif not conn._fast_data(seq, ack, window, tsval, memoryview(raw)[start:], now):
             return False
         self.counters["InSegs"] += 1
         return True
 
     def packets_to_send(self, now: float) -> list[IPv4Packet]:
         """Everything ready to go out. Packets to our own addresses are delivered here, internally."""
+        return [
+            p if isinstance(p, IPv4Packet) else parse_ipv4(p, verify_checksums=False)
+            for p in self._drain(now)
+        ]
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """`packets_to_send`, encoded (codec.build_ipv4): with `wire_output`, plain segments are already
+        bytes and cost no value on the way."""
+        return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in self._drain(now)]
+
+    def _drain(self, now: float) -> list[IPv4Packet | bytes]:
         self._now = now
         rounds = 0
         while self._dirty or self._loop:
@@ -646,6 +674,19 @@ class Host:
         else:
             self._outbox.append(packet)
 
+    def _send_wire(self, raw: bytes, retransmit: bool = False) -> None:
+        """`_send` for a packet a connection encoded itself (wire_output; never to our own address)."""
+        if retransmit:
+            self.counters["RetransSegs"] += 1
+        else:
+            self.counters["OutSegs"] += 1
+        self._outbox.append(raw)
+
+    def _send_wire_many(self, raws: list[bytes]) -> None:
+        """`_send_wire` for a run of new (not retransmitted) segments."""
+        self.counters["OutSegs"] += len(raws)
+        self._outbox.extend(raws)
+
     def _send_reset(self, local_addr: str, remote_addr: str, seg: TcpSegment) -> None:
         """Reset generation (RFC 9293 3.10.7.1; Linux tcp_v4_send_reset: no options, IP id 0).
 
@@ -677,6 +718,8 @@ class Host:
 
     def _unlink(self, conn: Connection) -> None:
         key = conn._key
+        if conn._wire_key is not None and self._wire_conns.get(conn._wire_key) is conn:
+            del self._wire_conns[conn._wire_key]
         if self._conns.get(key) is conn:
             del self._conns[key]
             self._bound[conn.local] -= 1

@@ -12,38 +12,69 @@ import bisect
 
 __all__ = ["ReadBuffer", "Reassembly"]
 
-_COMPACT_MIN = 64 * 1024
-
 
 class ReadBuffer:
-    """In-order bytes not yet read by the user."""
+    """In-order bytes not yet read by the user, kept as the segments' own payloads.
 
-    __slots__ = ("_buf", "_head")
+    A growing bytearray was copied by realloc as it grew: with a window of megabytes that cost more
+    than everything else per segment. Chunks are joined once, when the user reads. A chunk is kept as
+    given when it cannot change (bytes, a read-only memoryview, e.g. of a received packet); anything
+    writable is copied first.
+    """
+
+    __slots__ = ("_chunks", "_first", "_head", "_size")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-        self._head = 0
+        self._chunks: list[bytes | memoryview] = []
+        self._first = 0  # index of the oldest unread chunk
+        self._head = 0  # bytes of that chunk already read
+        self._size = 0
 
     def __len__(self) -> int:
-        return len(self._buf) - self._head
+        return self._size
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
+        n = len(data)
+        if not n:
+            return
+        if type(data) is not bytes and not (type(data) is memoryview and data.readonly):
+            data = bytes(data)
+        self._chunks.append(data)
+        self._size += n
 
     def read(self, max_bytes: int) -> bytes:
         """Up to `max_bytes` from the front."""
-        head = self._head
-        end = min(len(self._buf), head + max_bytes)
-        with memoryview(self._buf) as view:
-            out = bytes(view[head:end])  # one copy (a bytearray slice would be a second)
-        if end == len(self._buf):
-            self._buf.clear()
-            self._head = 0
-        else:
-            self._head = end
-            if end >= _COMPACT_MIN and end * 2 >= len(self._buf):
-                del self._buf[:end]
-                self._head = 0
+        chunks = self._chunks
+        if max_bytes >= self._size and not self._head:
+            out = b"".join(chunks[self._first :] if self._first else chunks)  # one copy
+            chunks.clear()
+            self._first = 0
+            self._size = 0
+            return out
+        need = min(max_bytes, self._size)
+        parts: list[bytes | memoryview] = []
+        i, head = self._first, self._head
+        while need:
+            chunk = chunks[i]
+            avail = len(chunk) - head
+            if avail <= need:
+                parts.append(memoryview(chunk)[head:] if head else chunk)
+                need -= avail
+                i += 1
+                head = 0
+            else:
+                parts.append(memoryview(chunk)[head : head + need])
+                head += need
+                need = 0
+        out = b"".join(parts)
+        self._size -= len(out)
+        if i == len(chunks):
+            chunks.clear()
+            i = 0
+        elif i >= 64 and i * 2 >= len(chunks):
+            del chunks[:i]  # drop what was read, now and then (amortised O(1) per chunk)
+            i = 0
+        self._first, self._head = i, head
         return out
 
 

@@ -39,6 +39,12 @@ class SendBuffer:
         i = self._head + (offset - self.start)
         return bytes(self._buf[i : i + length])
 
+    def locate(self, offset: int, length: int) -> tuple[bytearray, int, int]:
+        """Where `peek(offset, length)`'s bytes are, without copying them: (buffer, start, end). Valid
+        until the next append or release."""
+        i = self._head + (offset - self.start)
+        return self._buf, i, min(i + length, len(self._buf))
+
     def release(self, upto: int) -> int:
         """Drop bytes before stream offset `upto` (they were acknowledged); returns how many."""
         n = min(upto, self.end) - self.start

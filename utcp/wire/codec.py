@@ -44,7 +44,7 @@ from typing import Any
 from construct import ConstructError
 
 from utcp.wire import schema
-from utcp.wire.checksum import internet_checksum, tcp_segment_verifies
+from utcp.wire.checksum import internet_checksum, tcp_segment_verifies, word_sum
 from utcp.wire.errors import ChecksumError, EncodeError, WireError
 from utcp.wire.packet import (
     IPPROTO_TCP,
@@ -287,7 +287,7 @@ def parse_ipv4(data: Buffer, *, verify_checksums: bool = True) -> IPv4Packet:
             raise WireError(f"ipv4.ihl {ihl} ({header_len} bytes) > {n} bytes available")
     # ip_rcv_core: ip_fast_csum(); the header sum is never zero (version 4), so a residue of
     # 0 mod 0xFFFF is exactly "one's-complement sum is -0", i.e. the checksum verifies.
-    if verify_checksums and int.from_bytes(data[:header_len], "big") % _MOD:
+    if verify_checksums and word_sum(data, 0, header_len) % _MOD:
         raise ChecksumError(schema.ipv4_checksum_message(data[:header_len]))
     # ip_rcv_core: "if (skb->len < len) goto drop; else if (len < (iph->ihl*4)) goto inhdr_error"
     if total > n:
@@ -421,10 +421,7 @@ def _build_tcp_fast(seg: TcpSegment, addresses: bytes) -> tuple[bytes, bytes]:
     )
     if area:
         header += area
-    value = int.from_bytes(payload, "big")
-    if len(payload) & 1:
-        value <<= 8
-    total = int.from_bytes(header, "big") + int.from_bytes(addresses, "big") + IPPROTO_TCP + seglen + value
+    total = word_sum(header) + int.from_bytes(addresses, "big") + IPPROTO_TCP + seglen + word_sum(payload)
     checksum = _MOD - _fold(total)
     return header[:16] + checksum.to_bytes(2, "big") + header[18:], payload
 
@@ -485,7 +482,7 @@ def _build_ipv4_fast(packet: IPv4Packet) -> bytes:
     )
     if options:
         header += options
-    checksum = _MOD - _fold(int.from_bytes(header, "big"))
+    checksum = _MOD - _fold(word_sum(header))
     return b"".join((header[:10], checksum.to_bytes(2, "big"), header[12:], head, body))
 
 

@@ -1,18 +1,21 @@
-"""Header prediction on raw bytes: recognise the one packet shape bulk receive is made of.
+"""Header prediction on raw bytes, both ways, for the one packet shape bulk transfer is made of.
 
 An IPv4 packet without options or fragmentation carrying a TCP segment with ACK (and maybe PSH) only,
-no options or exactly NOP NOP Timestamps, and a payload. Linux's tcp_rcv_established() fast path
-keys on the same shape. Such a packet is summed up without building IPv4Packet/TcpSegment values;
-anything else (or anything malformed) returns None and goes the general way (`codec.parse_ipv4`),
-which also does all the counting and error reporting. `tests/wire/test_fastpath.py` checks the result
-against the general parser.
+no options or exactly NOP NOP Timestamps, and a payload (bulk receive) or none (the pure ACKs a bulk
+sender gets). Linux's tcp_rcv_established() fast path keys on the same shape. `plain_segment` sums such
+a packet up without building IPv4Packet/TcpSegment values; anything else (or anything malformed) returns
+None and goes the general way (`codec.parse_ipv4`), which also does all the counting and error
+reporting. `SegmentEncoder` writes such packets (FIN allowed) without building values either.
+`tests/wire/test_fastpath.py` holds both to the general codec.
 """
 
 from __future__ import annotations
 
+import socket
 import struct
 
-from utcp.wire.checksum import tcp_segment_verifies
+from utcp.wire import checksum
+from utcp.wire.checksum import ipv4_tcp_verifies
 from utcp.wire.packet import IPPROTO_TCP
 
 _MOD = 0xFFFF
@@ -27,18 +30,18 @@ _DOFF_PLAIN = 5 << 12
 _DOFF_TS = 8 << 12
 
 # (src, dst, src_port, dst_port, seq, ack, window, tsval or -1, tsecr or -1, payload offset)
-DataSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int]
+PlainSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int]
 
 
-def data_segment(raw: bytes, verify_checksums: bool = True) -> DataSegment | None:
-    """The fields of a plain in-order-looking data segment, or None if `raw` is any other shape.
+def plain_segment(raw: bytes, verify_checksums: bool = True) -> PlainSegment | None:
+    """The fields of a plain data segment or pure ACK, or None if `raw` is any other shape.
 
     With `verify_checksums`, a bad IPv4 or TCP checksum also gives None (the general parser then
     reports it); without, checksums are trusted (packets the local kernel wrote into a TUN device).
     """
     n = len(raw)
-    if n <= 40:
-        return None  # no payload, or too short to be this shape
+    if n < 40:
+        return None  # too short to be this shape
     vihl, total, frag, proto, src, dst, sport, dport, seq, ack, offflags, window = _HEAD.unpack_from(raw)
     if vihl != 0x45 or proto != IPPROTO_TCP or frag & _FRAGMENT_BITS or total != n:
         return None
@@ -47,7 +50,7 @@ def data_segment(raw: bytes, verify_checksums: bool = True) -> DataSegment | Non
         return None
     doff = offflags & 0xF000
     if doff == _DOFF_TS:
-        if n <= 52:
+        if n < 52:
             return None
         kind, tsval, tsecr = _TS.unpack_from(raw, 40)
         if kind != _NOP_NOP_TS:
@@ -58,9 +61,79 @@ def data_segment(raw: bytes, verify_checksums: bool = True) -> DataSegment | Non
         start = 40
     else:
         return None
-    # RFC 1071 as in codec.parse_ipv4: an IPv4 header residue of 0 mod 0xFFFF means its checksum verifies
-    if verify_checksums and (
-        int.from_bytes(raw[:20], "big") % _MOD or not tcp_segment_verifies(raw, 20, n, raw[12:20])
-    ):
+    if verify_checksums and not ipv4_tcp_verifies(raw, n):
         return None
     return (src, dst, sport, dport, seq, ack, window, tsval, tsecr, start)
+
+
+# IPv4 (no options) + TCP header, then the same with NOP NOP TS: every field a segment encoder writes.
+_IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIHHHH")
+_IP_TCP_TS = struct.Struct("!BBHHHBBH4s4sHHIIHHHHIII")
+_DF = 0x4000
+_TTL_PROTO = (64 << 8) | IPPROTO_TCP  # IPv4Packet's defaults: TTL 64, TOS 0, DF set
+
+
+def _checksum_of(total: int) -> int:
+    # RFC 1071: the complement of the folded sum; `total` is never 0 here (the protocol word alone is
+    # not), so a residue of 0 is the sum -0 (0xFFFF) and its complement 0, as codec._fold gives.
+    residue = total % _MOD
+    return _MOD - residue if residue else 0
+
+
+class SegmentEncoder:
+    """Writes the plain segments of one connection (ACK/PSH/FIN, no options or NOP NOP TS, IPv4 without
+    options, TTL 64, TOS 0, DF) straight to bytes: what `codec.build_ipv4` gives for the equivalent
+    `IPv4Packet(src, dst, TcpSegment(...), ident=...)`, byte for byte (tests/wire/test_fastpath.py), with
+    the constant header words summed once per connection instead of once per packet."""
+
+    __slots__ = ("_dport", "_dst", "_hlen", "_ip_sum", "_sport", "_src", "_tcp_sum", "_ts")
+
+    def __init__(self, src: str, dst: str, sport: int, dport: int, timestamps: bool) -> None:
+        self._src = socket.inet_aton(src)
+        self._dst = socket.inet_aton(dst)
+        self._sport = sport
+        self._dport = dport
+        self._ts = timestamps
+        self._hlen = (_IP_TCP_TS if timestamps else _IP_TCP).size
+        addresses = int.from_bytes(self._src, "big") + int.from_bytes(self._dst, "big")
+        # 32-bit values enter the sums whole: 2**16 == 1 (mod 0xFFFF) makes them their two words' sum
+        self._ip_sum = 0x4500 + _DF + _TTL_PROTO + addresses
+        self._tcp_sum = addresses + IPPROTO_TCP + sport + dport + (0x0101 + 0x080A if timestamps else 0)
+
+    def encode(  # noqa: PLR0917 (one packet's fields)
+        self,
+        ident: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        tsval: int,
+        tsecr: int,
+        data: bytes | bytearray | memoryview,
+        start: int,
+        end: int,
+    ) -> bytes:
+        """The packet carrying data[start:end]; `tsval`/`tsecr` are ignored without timestamps."""
+        hlen = self._hlen
+        seglen = hlen - 20 + end - start
+        total = hlen + end - start
+        ip_check = _checksum_of(self._ip_sum + total + ident)
+        doff_flags = ((hlen - 20) << 10) | flags
+        tcp = self._tcp_sum + seglen + seq + ack + doff_flags + window
+        if end > start:
+            tcp += checksum._word_sum(data, start, end)
+        if self._ts:
+            tcp_check = _checksum_of(tcp + tsval + tsecr)
+            header = _IP_TCP_TS.pack(
+                0x45, 0, total, ident, _DF, 64, IPPROTO_TCP, ip_check, self._src, self._dst,
+                self._sport, self._dport, seq, ack, doff_flags, window, tcp_check, 0,
+                _NOP_NOP_TS, tsval, tsecr,
+            )  # fmt: skip
+        else:
+            header = _IP_TCP.pack(
+                0x45, 0, total, ident, _DF, 64, IPPROTO_TCP, ip_check, self._src, self._dst,
+                self._sport, self._dport, seq, ack, doff_flags, window, _checksum_of(tcp), 0,
+            )  # fmt: skip
+        if end <= start:
+            return header
+        return header + data[start:end]  # bytes (one copy of a bytearray slice is cheaper than a view)

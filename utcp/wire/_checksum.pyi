@@ -1,0 +1,3 @@
+# The optional C accelerator (utcp/wire/_checksum.c); see utcp.wire.checksum.word_sum.
+
+def word_sum(data: bytes | bytearray | memoryview, start: int = 0, end: int = ..., /) -> int: ...
