@@ -34,6 +34,7 @@ from utcp.sim import CLIENT_ADDRESS, SERVER_ADDRESS, BulkSender, Network, Reader
 from utcp.tcp.config import TcpConfig
 from utcp.tcp.host import Host
 from utcp.tcp.state import TcpState
+from utcp.wire.checksum import ACCELERATED
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
 KERNEL = "198.18.0.1"  # the kernel end of the TUN link (UtcpStack's default peer_address)
@@ -388,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     only = set(args.only) if args.only else None
     figures = trio.run(run_all, sizes, only, not (args.quick or args.no_matrix))
+    # Which RFC 1071 sum ran: the optional C extension or the pure-Python fallback (utcp.wire.checksum).
+    checksum = "c" if ACCELERATED else "python"
     print(table(figures), flush=True)
+    print(f"checksum sums: {checksum}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"figures": figures, "quick": args.quick}, indent=2) + "\n")
+        report = {"figures": figures, "quick": args.quick, "checksum": checksum}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

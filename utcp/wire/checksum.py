@@ -20,6 +20,7 @@ every checksum built or verified is the same either way (tests/wire/test_checksu
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 
@@ -56,6 +57,8 @@ def _word_sum_python(data: Buffer, start: int = 0, end: int | None = None) -> in
 
 
 def _load_accelerator() -> Callable[[Buffer, int, int], int]:
+    if os.environ.get("UTCP_PURE_PYTHON_CHECKSUM"):  # to measure or test the fallback on purpose
+        return _word_sum_python
     try:
         from utcp.wire._checksum import word_sum  # noqa: PLC0415 (optional)
     except ImportError:  # not built (no compiler at install time): same values, slower
