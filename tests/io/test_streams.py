@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import random
 
 import pytest
@@ -120,3 +121,41 @@ async def test_cancelled_connect_aborts_the_attempt() -> None:
         assert scope.cancelled_caught
         await trio.sleep(0.05)
         assert not [c for c in rt_a.host.connections() if c.remote == ("198.18.0.99", 80)]
+
+
+async def test_aclose_is_a_full_checkpoint_open_closed_and_cancelled() -> None:
+    # trio's rule: every async call is a schedule point and a cancel point. aclose() ends with a cheaper
+    # checkpoint when already cancelled (trio.serve_listeners' aclose_forcefully on a stream the handler
+    # closed); it must still raise Cancelled there, and still close an open stream first.
+    async with host_pair() as (rt_a, rt_b):
+        (listener,) = await open_tcp_listeners(rt_b, 0)
+        client, server = await _pair(rt_a, listener)
+        with trio.testing.assert_checkpoints():
+            await server.aclose()
+        with trio.testing.assert_checkpoints():
+            await server.aclose()  # already closed, not cancelled: returns normally
+        with trio.testing.assert_checkpoints(), trio.CancelScope() as scope:
+            scope.cancel()
+            await server.aclose()  # already closed, cancelled: raises Cancelled
+            pytest.fail("aclose() did not raise Cancelled")  # pragma: no cover
+        assert scope.cancelled_caught
+        with trio.testing.assert_checkpoints():
+            await trio.aclose_forcefully(client)  # open and cancelled: closes, then raises
+        assert client.connection.state.name in {"LAST_ACK", "CLOSED"}  # its FIN went out
+        with pytest.raises(trio.ClosedResourceError):
+            await client.send_all(b"x")
+
+
+async def test_aclose_with_a_deadline_already_past_is_cancelled() -> None:
+    # A deadline moved into the past inside the scope: trio cancels at its next deadline check, and the
+    # blocked close checkpoint is aborted then (it must not hang waiting for a reschedule).
+    async with host_pair() as (rt_a, rt_b):
+        (listener,) = await open_tcp_listeners(rt_b, 0)
+        client, server = await _pair(rt_a, listener)
+        await server.aclose()
+        with trio.fail_after(10):  # a hang guard, not a timing assertion
+            with trio.CancelScope() as scope:
+                scope.deadline = -math.inf
+                await server.aclose()
+        assert scope.cancelled_caught
+        await client.aclose()

@@ -10,7 +10,7 @@ from tests.tcp.helpers import A, B, Pump, make_host
 from tests.wire.strategies import fix_checksums
 from utcp.tcp.host import Host
 from utcp.tcp.state import TcpState
-from utcp.wire import IPv4Packet, TcpFlags, TcpSegment, build_ipv4
+from utcp.wire import IPv4Packet, TcpFlags, TcpSegment, WireError, build_ipv4, parse_ipv4
 
 N = 4000
 DISJOINT = ("InErrs", "InAddrErrors", "InUnknownProtos", "ReasmFails", "InSegs")
@@ -101,3 +101,34 @@ def test_garbage_is_counted_dropped_and_the_connection_keeps_its_stream() -> Non
 
 def _stray_connections(host: Host) -> list[str]:
     return [repr(c) for c in host.connections() if c.local[1] != 80]
+
+
+def test_bytes_and_packet_values_are_judged_alike() -> None:
+    # Host.receive reads parsed bytes as a tuple of fields (parse_ipv4_fields), values as IPv4Packet:
+    # the same garbage stream, given to twin hosts as bytes and as values wherever it parses, must give
+    # the same counters, the same events and the same replies.
+    rng = random.Random(11)
+    twins = [make_host(A), make_host(A)]
+    for host in twins:
+        host.listen(A, 80)
+    stranger = build_ipv4(IPv4Packet("198.18.9.9", A, TcpSegment(1234, 80, 1, 0, TcpFlags.SYN, 9, (), b"")))
+    real = build_ipv4(
+        IPv4Packet(B, A, TcpSegment(5555, 80, 7, 9, TcpFlags.ACK | TcpFlags.PSH, 500, (), b"x" * 40))
+    )
+    for i in range(N):
+        data = garbage(rng, real, stranger)
+        try:
+            value: IPv4Packet | None = parse_ipv4(data)
+        except WireError:
+            value = None
+        twins[0].receive(data, i * 0.001)
+        twins[1].receive(data if value is None else value, i * 0.001)
+        replies = [host.packets_to_send(i * 0.001) for host in twins]
+        assert replies[0] == replies[1]
+        events = [host.events() for host in twins]
+        assert events[0] == events[1], data.hex()
+    assert twins[0].counters == twins[1].counters
+    c = twins[0].counters
+    # every branch of the split was exercised: parse errors, wrong address, not TCP or fragment, TCP
+    assert c["InErrs"] > 0 and c["InAddrErrors"] > 0 and c["InUnknownProtos"] + c["ReasmFails"] > 0
+    assert c["InSegs"] > 0

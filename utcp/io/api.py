@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import operator
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,23 @@ class _ConflictDetector:
 
     def __exit__(self, *exc: object) -> None:
         self._held = False
+
+
+def _abort_succeeds(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
+
+
+async def _close_checkpoint() -> None:
+    """The checkpoint that ends aclose(): a schedule point and a cancel point, like
+    trio.lowlevel.checkpoint(), but when already cancelled it delivers Cancelled in one trip through
+    the scheduler instead of two plus a nested cancel scope (~17 vs ~29 us). That case is common:
+    trio.serve_listeners closes every handler's stream with aclose_forcefully, i.e. in a cancelled
+    scope, after the handler usually closed it already."""
+    if trio.current_effective_deadline() == -math.inf:
+        # Blocking with an abort that always succeeds is how trio delivers a pending cancel: the
+        # scheduler aborts the wait at once and resumes us with Cancelled (no reschedule() needed).
+        await trio.lowlevel.wait_task_rescheduled(_abort_succeeds)
+    await trio.lowlevel.checkpoint()
 
 
 def _broken(conn: Connection, watch: ConnectionWatch) -> trio.BrokenResourceError | None:
@@ -220,7 +238,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             self._runtime.kick()
             if self._watch.lot:  # wake our own blocked calls: they raise ClosedResourceError
                 self._watch.lot.unpark_all()
-        await trio.lowlevel.checkpoint()
+        await _close_checkpoint()
 
     def abort(self) -> None:
         """Send RST now and close (SO_LINGER 0 semantics)."""

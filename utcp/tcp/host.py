@@ -25,7 +25,7 @@ from utcp.tcp.ports import LinuxPortAllocator, PortAllocator
 from utcp.tcp.seq import SEQ_MASK
 from utcp.tcp.state import TcpState
 from utcp.tcp.syncookies import SynCookies
-from utcp.wire.codec import build_ipv4, parse_ipv4
+from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
 from utcp.wire.fastpath import plain_segment
 from utcp.wire.format import format_flags
@@ -184,9 +184,13 @@ class Host:
         self._now = now
         if type(packet) is bytes and self._receive_fast(packet, now):
             return
-        if not isinstance(packet, IPv4Packet):
+        if isinstance(packet, IPv4Packet):
+            src, dst, seg, protocol = packet.src, packet.dst, packet.payload, packet.protocol
+            fragment = packet.more_fragments or packet.fragment_offset
+        else:
             try:
-                packet = parse_ipv4(packet, verify_checksums=self.verify_checksums)
+                # the fields, not an IPv4Packet: only these five are read, the value would be thrown away
+                fields = parse_ipv4_fields(packet, verify_checksums=self.verify_checksums)
             except ChecksumError as exc:
                 self.counters["InErrs"] += 1
                 self.counters["InCsumErrors"] += 1
@@ -196,22 +200,23 @@ class Host:
                 self.counters["InErrs"] += 1
                 self._emit(SegmentDropped(str(exc), "InErrs"))
                 return
-        if packet.dst not in self._addr_set:
+            src, dst, seg, protocol = fields[0], fields[1], fields[2], fields[3]
+            fragment = fields[8] or fields[9]
+        if dst not in self._addr_set:
             # RFC 4293 ipSystemStatsInAddrErrors (Linux ip_rcv_finish -> IPSTATS_MIB_INADDRERRORS)
             self.counters["InAddrErrors"] += 1
-            self._emit(SegmentDropped(f"not addressed to this host: {packet.dst}", "InAddrErrors"))
+            self._emit(SegmentDropped(f"not addressed to this host: {dst}", "InAddrErrors"))
             return
-        seg = packet.payload
-        if packet.protocol != IPPROTO_TCP or not isinstance(seg, TcpSegment):
-            if packet.more_fragments or packet.fragment_offset:
+        if protocol != IPPROTO_TCP or not isinstance(seg, TcpSegment):
+            if fragment:
                 reason, counter = "IPv4 fragment (no reassembly)", "ReasmFails"  # RFC 4293 ReasmFails
             else:
                 # Linux ip_protocol_deliver_rcu: no handler -> IPSTATS_MIB_INUNKNOWNPROTOS
-                reason, counter = f"not TCP (protocol {packet.protocol})", "InUnknownProtos"
+                reason, counter = f"not TCP (protocol {protocol})", "InUnknownProtos"
             self.counters[counter] += 1
             self._emit(SegmentDropped(reason, counter))
             return
-        self._deliver(packet.src, packet.dst, seg, now)
+        self._deliver(src, dst, seg, now)
 
     def _receive_fast(self, raw: bytes, now: float) -> bool:
         """Header prediction (Linux tcp_rcv_established fast path): an in-order data segment for an
