@@ -296,7 +296,10 @@ class Namespace:
 
     def ipv4_addresses(self, *, scope: str = "global") -> list[ipaddress.IPv4Interface]:
         """The IPv4 addresses configured here, in the order the kernel lists them (`ip -4 addr show`)."""
-        scope_id = {"global": 0, "host": 254, "link": 253}[scope]
+        scopes = {"global": 0, "link": 253, "host": 254}  # RT_SCOPE_* (<linux/rtnetlink.h>)
+        if scope not in scopes:
+            raise ValueError(f"scope {scope!r}: one of {', '.join(scopes)}")
+        scope_id = scopes[scope]
 
         def read(ipr: Any) -> list[ipaddress.IPv4Interface]:
             return [
