@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,9 +55,11 @@ def test_read_buffer_reads_in_order() -> None:
     st.lists(
         st.one_of(
             st.tuples(
-                st.just("append"), st.binary(max_size=50), st.sampled_from(["bytes", "bytearray", "view"])
+                st.just("append"),
+                st.binary(max_size=50) | st.binary(min_size=500, max_size=700),  # tail-shared and own chunks
+                st.sampled_from(["bytes", "bytearray", "view"]),
             ),
-            st.tuples(st.just("read"), st.integers(1, 120), st.just("")),
+            st.tuples(st.just("read"), st.integers(1, 1500), st.just("")),
         ),
         max_size=60,
     )
@@ -80,6 +84,23 @@ def test_read_buffer_gives_back_exactly_what_was_appended(steps: list[tuple[str,
         assert len(r) == len(expected)
     assert r.read(1 << 20) == bytes(expected)
     assert len(r) == 0
+
+
+def test_read_buffer_tiny_appends_cost_about_their_bytes() -> None:
+    # a peer sending one byte per segment must not pin an object per byte (see ReadBuffer.append)
+    r = ReadBuffer()
+    payload = memoryview(bytes(range(256)) * 4).toreadonly()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100_000):
+            r.append(payload[i % 1024 : i % 1024 + 1])
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(r) == 100_000
+    assert held < 400_000, held  # ~100 KB of data; an object per byte would be ~20 MB
+    assert r.read(1 << 20) == bytes(payload[i % 1024] for i in range(100_000))
 
 
 def test_read_buffer_reads_byte_by_byte_across_hundreds_of_chunks() -> None:

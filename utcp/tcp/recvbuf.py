@@ -13,19 +13,23 @@ import bisect
 __all__ = ["ReadBuffer", "Reassembly"]
 
 
+_SMALL = 512  # appends shorter than this are copied into a shared tail chunk
+_TAIL_LIMIT = 64 * 1024  # a tail grows (and is copied by realloc) only up to this
+
+
 class ReadBuffer:
     """In-order bytes not yet read by the user, kept as the segments' own payloads.
 
     A growing bytearray was copied by realloc as it grew: with a window of megabytes that cost more
     than everything else per segment. Chunks are joined once, when the user reads. A chunk is kept as
     given when it cannot change (bytes, a read-only memoryview, e.g. of a received packet); anything
-    writable is copied first.
+    writable is copied first, and tiny appends share one tail chunk.
     """
 
     __slots__ = ("_chunks", "_first", "_head", "_size")
 
     def __init__(self) -> None:
-        self._chunks: list[bytes | memoryview] = []
+        self._chunks: list[bytes | bytearray | memoryview] = []
         self._first = 0  # index of the oldest unread chunk
         self._head = 0  # bytes of that chunk already read
         self._size = 0
@@ -37,9 +41,22 @@ class ReadBuffer:
         n = len(data)
         if not n:
             return
+        chunks = self._chunks
+        if n < _SMALL:
+            # Tiny segments are copied into a shared tail: as chunks of their own, each would cost a
+            # list slot and an object (a memoryview is ~180 bytes) for a byte or two of data, so a peer
+            # filling a 4 MiB window one byte at a time would pin a gigabyte (Linux counts truesize and
+            # collapses such queues, tcp_collapse, for the same reason).
+            last = chunks[-1] if chunks else None
+            if type(last) is bytearray and len(last) < _TAIL_LIMIT:
+                last += data
+            else:
+                chunks.append(bytearray(data))
+            self._size += n
+            return
         if type(data) is not bytes and not (type(data) is memoryview and data.readonly):
             data = bytes(data)
-        self._chunks.append(data)
+        chunks.append(data)
         self._size += n
 
     def read(self, max_bytes: int) -> bytes:
@@ -52,7 +69,7 @@ class ReadBuffer:
             self._size = 0
             return out
         need = min(max_bytes, self._size)
-        parts: list[bytes | memoryview] = []
+        parts: list[bytes | bytearray | memoryview] = []
         i, head = self._first, self._head
         while need:
             chunk = chunks[i]
