@@ -80,6 +80,26 @@ def test_receive_buffer_bounds_in_order_and_out_of_order_data() -> None:
     assert x.conn.read().startswith(b"n" * 1000)
 
 
+def test_tiny_out_of_order_segments_are_bounded_by_count_not_only_by_bytes() -> None:
+    """One-byte segments scattered over the window: each would be an object of its own, so the queue
+    holds at most recv_buffer / 512 pieces and drops the rest (TCPOFODrop, Linux tcp_data_queue_ofo);
+    what it kept is still delivered once the hole is filled."""
+    x = establish_passive(cfg(recv_buffer=64 * 1024), peer_ws=None)
+    now = x.now
+    base = x.conn.rcv_nxt
+    for i in range(1000):  # bytes 2, 4, 6, ... ahead of a hole at RCV.NXT
+        x.host.receive(from_peer(x, PA, seq=base + 2 + 2 * i, payload=bytes([i % 256]), tsval=100 + i), now)
+        segs(x.host, now)
+    limit = 64 * 1024 // 512
+    assert x.conn._ofo.pieces == limit
+    assert x.host.counters["TCPOFODrop"] == 1000 - limit
+    assert {e.reason for e in x.host.events() if isinstance(e, SegmentDropped)} == {"out-of-order queue full"}
+    x.host.receive(from_peer(x, PA, seq=base, payload=b"ab", tsval=2000), now)  # fills the first hole
+    assert x.conn.read() == b"ab" + bytes([0])  # byte 2 was held; byte 3 is the next hole
+    x.host.receive(from_peer(x, PA, seq=base + 3, payload=b"x", tsval=2001), now)
+    assert x.conn.read() == b"x" + bytes([1])
+
+
 def test_accept_backlog_bounds_the_accept_queue_and_counts_overflows() -> None:
     host = make_host()
     lst = host.listen(A, 80, backlog=2)

@@ -125,6 +125,11 @@ _BASE_CHECK_PAWS = Policy.check_paws
 _BASE_CHECK_ACK = Policy.check_ack
 
 
+# The out-of-order queue holds at most recv_buffer / this many pieces: full-sized segments (MSS >= 512)
+# never reach it, one-byte segments scattered over a 4 MiB window would (Linux bounds truesize).
+_OFO_BYTES_PER_PIECE = 512
+
+
 def _seg_len(seg: TcpSegment, flags: int) -> int:
     """SEG.LEN: payload plus one for SYN and one for FIN (RFC 9293 3.4)."""
     return len(seg.payload) + (flags & F_FIN) + ((flags & F_SYN) >> 1)
@@ -1641,6 +1646,12 @@ class Connection:
             return
         # out of order: hold it, ACK at once with SACK (RFC 5681 4.2, RFC 2018 4)
         if payload:
+            if self._ofo.pieces >= max(64, self.config.recv_buffer // _OFO_BYTES_PER_PIECE):
+                # Linux tcp_data_queue_ofo: when the queue's memory (truesize, not payload) is used up
+                # the segment is dropped (TCPOFODrop); tiny segments must not pin an object each
+                self._host._count("TCPOFODrop")
+                self._drop("out-of-order queue full")
+                return
             dups = self._ofo.insert(start, payload)
             if dups:
                 self._set_dsack(*dups[0])

@@ -112,6 +112,11 @@ class Reassembly:
         return bool(self._starts)
 
     @property
+    def pieces(self) -> int:
+        """How many separate pieces are held (each costs objects beyond its bytes)."""
+        return len(self._starts)
+
+    @property
     def first_start(self) -> int | None:
         return self._starts[0] if self._starts else None
 
