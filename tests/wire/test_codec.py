@@ -406,3 +406,15 @@ def test_unencodable_values_raise_encode_error(packet: IPv4Packet, fragment: str
 def test_largest_packet_builds() -> None:
     packet = IPv4Packet(SRC, DST, bytes(65515), protocol=17)
     assert len(build_both(packet)) == 65535
+
+
+def test_the_plain_int_flag_bits_are_the_tcp_flags() -> None:
+    from utcp.wire.packet import F_ACK, F_FIN, F_PSH, F_RST, F_SYN  # noqa: PLC0415
+
+    assert tuple(int(f) for f in (TcpFlags.FIN, TcpFlags.SYN, TcpFlags.RST, TcpFlags.PSH, TcpFlags.ACK)) == (
+        F_FIN,
+        F_SYN,
+        F_RST,
+        F_PSH,
+        F_ACK,
+    )

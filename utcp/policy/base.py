@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from utcp.tcp.seq import seq_diff
 from utcp.tcp.state import TcpState
-from utcp.wire.packet import TcpFlags, TcpSegment, Timestamps
+from utcp.wire.packet import F_ACK, F_FIN, F_RST, F_SYN, TcpSegment, Timestamps
 
 __all__ = [
     "ACCEPT",
@@ -103,7 +103,6 @@ class Knob:
     choices: tuple[str, ...] = ()
 
 
-_F_FIN, _F_SYN, _F_RST, _F_ACK = (int(f) for f in (TcpFlags.FIN, TcpFlags.SYN, TcpFlags.RST, TcpFlags.ACK))
 _RST_PAWS = ("always", "after-msl", "never")
 _RST_RULES = ("rfc793", "rfc5961", "exact")
 
@@ -508,16 +507,16 @@ class Policy:
         if ts is None or self._paws_ok(ctx, ts.tsval, self.paws_window, now):
             return ACCEPT
         flags = int(seg.flags)  # plain int: IntFlag operators are ~10x slower
-        pure_ack = bool(flags & _F_ACK) and seg.seg_len == 0
-        if self.disordered_ack and pure_ack and not flags & _F_RST and self._disordered_ack(ctx, seg, ts):
+        pure_ack = bool(flags & F_ACK) and seg.seg_len == 0
+        if self.disordered_ack and pure_ack and not flags & F_RST and self._disordered_ack(ctx, seg, ts):
             return Decision(Verdict.ACCEPT, "paws: disordered duplicate ACK inside the replay window")
-        if flags & _F_RST:
+        if flags & F_RST:
             stamp = ctx.ts_recent_stamp
             if self._rst_passes_paws(self.rst_paws_synchronized, None if stamp is None else now - stamp):
                 # Linux: "Reset is accepted even if it did not pass PAWS."
                 return Decision(Verdict.ACCEPT, f"paws: RST exempt ({self.rst_paws_synchronized})")
             return Decision(Verdict.DROP, "paws: RST with a timestamp older than TS.Recent", "PAWSEstab")
-        if flags & _F_SYN:
+        if flags & F_SYN:
             if self.syn_rule == "challenge":
                 return Decision(Verdict.CHALLENGE_ACK, "paws: SYN with an old timestamp", "TCPSYNChallenge")
             return Decision(Verdict.DUPACK, "paws: SYN with an old timestamp (RFC 7323 R1)", "PAWSEstab")
@@ -552,7 +551,7 @@ class Policy:
         ts = _tsopt(seg)
         if ts is None:
             return ACCEPT
-        rst = bool(int(seg.flags) & _F_RST)
+        rst = bool(int(seg.flags) & F_RST)
         verdict = Verdict.DROP if rst else Verdict.DUPACK
         passed = ACCEPT
         if (
@@ -585,7 +584,7 @@ class Policy:
         is never answered)."""
         if not self.synack_tsecr_check:
             return ACCEPT
-        rst = bool(int(seg.flags) & _F_RST)
+        rst = bool(int(seg.flags) & F_RST)
         if rst and self.rst_paws_syn_sent == "always":
             return ACCEPT
         ts = _tsopt(seg)
@@ -638,9 +637,9 @@ class Policy:
             self.accept_crossing_synack
             and ctx.state is TcpState.SYN_RECEIVED
             and not ctx.is_request_socket
-            and int(seg.flags) & _F_ACK
+            and int(seg.flags) & F_ACK
             and not seg.payload
-            and not int(seg.flags) & _F_FIN
+            and not int(seg.flags) & F_FIN
             and ((seg.seq + 1) & 0xFFFFFFFF) == ctx.rcv_nxt
             and seg.ack == ctx.snd_nxt
         ):
@@ -698,7 +697,7 @@ class Policy:
     ) -> Decision:
         """Rate limit of duplicate ACKs answering invalid segments (Linux tcp_oow_rate_limited): data
         without SYN is never limited (it cannot be an ACK loop). Verdicts: ACCEPT, DROP(skipped_counter)."""
-        if seg.payload and not int(seg.flags) & _F_SYN:
+        if seg.payload and not int(seg.flags) & F_SYN:
             return ACCEPT
         if self._rate_limited(ctx, now):
             return Decision(Verdict.DROP, "out-of-window ACK rate-limited", skipped_counter)
@@ -722,7 +721,7 @@ class Policy:
         ACK (rate-limited). DROP: ignore (a bare in-window ACK re-arms the timer).
         """
         flags = int(seg.flags)  # plain int: IntFlag operators are ~10x slower
-        rst = bool(flags & _F_RST)
+        rst = bool(flags & F_RST)
         ts = _tsopt(seg) if ctx.ts_enabled else None
         paws_reject = False
         if ts is not None and self.paws:
@@ -749,8 +748,8 @@ class Policy:
         if not paws_reject and d == 0 and seg.seg_len == 0:
             return Decision(Verdict.DROP, "bare ACK in TIME-WAIT")
         if (
-            flags & _F_SYN
-            and not flags & _F_ACK
+            flags & F_SYN
+            and not flags & F_ACK
             and not paws_reject
             and (d > 0 or (ts is not None and seq_diff(ctx.ts_recent, ts.tsval) < 0))
         ):

@@ -54,7 +54,20 @@ from utcp.tcp.state import (
 )
 from utcp.wire.fastpath import SegmentEncoder
 from utcp.wire.format import format_flags
-from utcp.wire.packet import IPv4Packet, Nop, Sack, TcpFlags, TcpOption, TcpSegment, Timestamps
+from utcp.wire.packet import (
+    F_ACK,
+    F_FIN,
+    F_PSH,
+    F_RST,
+    F_SYN,
+    IPv4Packet,
+    Nop,
+    Sack,
+    TcpFlags,
+    TcpOption,
+    TcpSegment,
+    Timestamps,
+)
 
 if TYPE_CHECKING:
     from utcp.tcp.host import Host, Listener
@@ -62,12 +75,6 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "ConnectionStats", "Negotiated"]
 
 S = TcpState
-# Flags as plain ints on the hot path: IntFlag operators go through enum machinery (~10x slower).
-F_FIN = 0x01
-F_SYN = 0x02
-F_RST = 0x04
-F_PSH = 0x08
-F_ACK = 0x10
 SYN_ACK = F_SYN | F_ACK
 RST_ACK = F_RST | F_ACK
 _FLAGS: tuple[TcpFlags, ...] = tuple(TcpFlags(i) for i in range(256))  # int -> TcpFlags for output

@@ -29,7 +29,18 @@ from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
 from utcp.wire.fastpath import plain_segment
 from utcp.wire.format import format_flags
-from utcp.wire.packet import IPPROTO_TCP, IPv4Packet, Mss, TcpFlags, TcpSegment, Toa
+from utcp.wire.packet import (
+    F_ACK,
+    F_FIN,
+    F_RST,
+    F_SYN,
+    IPPROTO_TCP,
+    IPv4Packet,
+    Mss,
+    TcpFlags,
+    TcpSegment,
+    Toa,
+)
 
 __all__ = ["Host", "Listener"]
 
@@ -37,7 +48,6 @@ ANY = "0.0.0.0"
 _Key = tuple[str, int, str, int]
 _SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cookie (Linux TCP_SYNCOOKIE_VALID)
 _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
-_FIN, _SYN, _RST, _ACK = (int(f) for f in (TcpFlags.FIN, TcpFlags.SYN, TcpFlags.RST, TcpFlags.ACK))
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
 
 
@@ -488,21 +498,21 @@ class Host:
         """LISTEN (RFC 9293 3.10.7.2; Linux tcp_v4_do_rcv / tcp_rcv_state_process / tcp_conn_request)."""
         flags = int(seg.flags)  # plain int: IntFlag operators are ~10x slower
         # first, check for an RST: ignore it
-        if flags & _RST:
+        if flags & F_RST:
             self._listen_drop("LISTEN: RST ignored", None, src, dst, seg)
             return
         # second, check for an ACK: <SEQ=SEG.ACK><CTL=RST>; first the SYN cookie it may carry back
-        if flags & _ACK and not flags & _SYN and self._cookie_ack(lst, src, dst, seg, now):
+        if flags & F_ACK and not flags & F_SYN and self._cookie_ack(lst, src, dst, seg, now):
             return
-        if flags & _ACK:
+        if flags & F_ACK:
             self._listen_drop("LISTEN: ACK answered with RST", "OutRsts", src, dst, seg)
             self._send_reset(dst, src, seg)
             return
         # third, check for a SYN
-        if not flags & _SYN:
+        if not flags & F_SYN:
             self._listen_drop("LISTEN: neither SYN, ACK nor RST", None, src, dst, seg)
             return
-        if flags & _FIN:
+        if flags & F_FIN:
             self._listen_drop("LISTEN: SYN with FIN (Linux discards it)", None, src, dst, seg)
             return
         self._passive_open(lst, src, dst, seg, now, None)

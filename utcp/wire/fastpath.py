@@ -16,7 +16,7 @@ import struct
 
 from utcp.wire import checksum
 from utcp.wire.checksum import ipv4_tcp_verifies
-from utcp.wire.packet import IPPROTO_TCP
+from utcp.wire.packet import F_ACK, F_PSH, IPPROTO_TCP
 
 _MOD = 0xFFFF
 # IPv4 (20 bytes, no options) + the TCP header up to the window: version/IHL, total length, flags and
@@ -24,7 +24,7 @@ _MOD = 0xFFFF
 _HEAD = struct.Struct("!BxHxxHxB2x4s4sHHIIHH")
 _TS = struct.Struct("!III")  # NOP NOP kind=8 len=10, TSval, TSecr
 _NOP_NOP_TS = 0x0101080A
-_ACK, _ACK_PSH = 0x10, 0x18
+_ACK, _ACK_PSH = F_ACK, F_ACK | F_PSH
 _FRAGMENT_BITS = 0x3FFF  # MF + fragment offset (DF is fine)
 _DOFF_PLAIN = 5 << 12
 _DOFF_TS = 8 << 12
