@@ -43,6 +43,12 @@ def _fold(total: int) -> int:
     return residue
 
 
+def checksum_of(total: int) -> int:
+    """The checksum field for data whose word sum is congruent to `total` (RFC 1071: the complement of
+    the one's-complement sum): for builders that sum their words themselves."""
+    return _MOD - _fold(total)
+
+
 def _words_value(data: Buffer) -> int:
     """An integer congruent (mod 0xFFFF) to the sum of `data`'s 16-bit words; odd length pads a zero."""
     value = int.from_bytes(data, "big")

@@ -44,7 +44,7 @@ from typing import Any
 from construct import ConstructError
 
 from utcp.wire import schema
-from utcp.wire.checksum import internet_checksum, tcp_segment_verifies, word_sum
+from utcp.wire.checksum import checksum_of, internet_checksum, tcp_segment_verifies, word_sum
 from utcp.wire.errors import ChecksumError, EncodeError, WireError
 from utcp.wire.packet import (
     IPPROTO_TCP,
@@ -103,11 +103,6 @@ _SACK_PERMITTED = SackPermitted()
 _ntoa: Callable[[bytes], str] = functools.lru_cache(maxsize=1024)(socket.inet_ntoa)
 
 _MESSAGE_NOP_DATA = "UnknownOption kind 1 (nop) cannot carry data; use Nop()"
-
-
-def _fold(total: int) -> int:
-    residue = total % _MOD
-    return _MOD if residue == 0 and total else residue
 
 
 # --- fast option layouts ------------------------------------------------------------------------
@@ -435,7 +430,7 @@ def _build_tcp_fast(seg: TcpSegment, addresses: bytes) -> tuple[bytes, bytes]:
     if area:
         header += area
     total = word_sum(header) + int.from_bytes(addresses, "big") + IPPROTO_TCP + seglen + word_sum(payload)
-    checksum = _MOD - _fold(total)
+    checksum = checksum_of(total)
     return header[:16] + checksum.to_bytes(2, "big") + header[18:], payload
 
 
@@ -495,7 +490,7 @@ def _build_ipv4_fast(packet: IPv4Packet) -> bytes:
     )
     if options:
         header += options
-    checksum = _MOD - _fold(word_sum(header))
+    checksum = checksum_of(word_sum(header))
     return b"".join((header[:10], checksum.to_bytes(2, "big"), header[12:], head, body))
 
 

@@ -15,10 +15,9 @@ import socket
 import struct
 
 from utcp.wire import checksum
-from utcp.wire.checksum import ipv4_tcp_verifies
+from utcp.wire.checksum import checksum_of, ipv4_tcp_verifies
 from utcp.wire.packet import F_ACK, F_PSH, IPPROTO_TCP
 
-_MOD = 0xFFFF
 # IPv4 (20 bytes, no options) + the TCP header up to the window: version/IHL, total length, flags and
 # fragment offset, protocol, source, destination, ports, seq, ack, data offset + flags, window.
 _HEAD = struct.Struct("!BxHxxHxB2x4s4sHHIIHH")
@@ -73,13 +72,6 @@ _DF = 0x4000
 _TTL_PROTO = (64 << 8) | IPPROTO_TCP  # IPv4Packet's defaults: TTL 64, TOS 0, DF set
 
 
-def _checksum_of(total: int) -> int:
-    # RFC 1071: the complement of the folded sum; `total` is never 0 here (the protocol word alone is
-    # not), so a residue of 0 is the sum -0 (0xFFFF) and its complement 0, as codec._fold gives.
-    residue = total % _MOD
-    return _MOD - residue if residue else 0
-
-
 class SegmentEncoder:
     """Writes the plain segments of one connection (ACK/PSH/FIN, no options or NOP NOP TS, IPv4 without
     options, TTL 64, TOS 0, DF) straight to bytes: what `codec.build_ipv4` gives for the equivalent
@@ -117,13 +109,13 @@ class SegmentEncoder:
         hlen = self._hlen
         seglen = hlen - 20 + end - start
         total = hlen + end - start
-        ip_check = _checksum_of(self._ip_sum + total + ident)
+        ip_check = checksum_of(self._ip_sum + total + ident)
         doff_flags = ((hlen - 20) << 10) | flags
         tcp = self._tcp_sum + seglen + seq + ack + doff_flags + window
         if end > start:
             tcp += checksum._word_sum(data, start, end)
         if self._ts:
-            tcp_check = _checksum_of(tcp + tsval + tsecr)
+            tcp_check = checksum_of(tcp + tsval + tsecr)
             header = _IP_TCP_TS.pack(
                 0x45, 0, total, ident, _DF, 64, IPPROTO_TCP, ip_check, self._src, self._dst,
                 self._sport, self._dport, seq, ack, doff_flags, window, tcp_check, 0,
@@ -132,7 +124,7 @@ class SegmentEncoder:
         else:
             header = _IP_TCP.pack(
                 0x45, 0, total, ident, _DF, 64, IPPROTO_TCP, ip_check, self._src, self._dst,
-                self._sport, self._dport, seq, ack, doff_flags, window, _checksum_of(tcp), 0,
+                self._sport, self._dport, seq, ack, doff_flags, window, checksum_of(tcp), 0,
             )  # fmt: skip
         if end <= start:
             return header
