@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 import trio
@@ -463,7 +463,8 @@ class HostRuntime:
     def _transmit(self, packets: list[IPv4Packet] | list[bytes], now: float) -> None:
         gso = getattr(self.link, "gso", False)
         if gso and self._pcap is None and self.tap is None and self._impair_out is None:
-            self._transmit_gso([p if isinstance(p, IPv4Packet) else codec.parse_ipv4(p) for p in packets])
+            # never bytes: a GSO link gets no wire output (see __aenter__), utcp.io.gso coalesces values
+            self._transmit_gso(cast("list[IPv4Packet]", packets))
             return
         build = codec.build_ipv4
         pcap = self._pcap

@@ -164,22 +164,11 @@ class TunDevice:
 
     def try_send_many(self, packets: list[bytes]) -> int:
         """`try_send` for each packet in order until one would block: how many were written."""
-        if self.closed:
-            raise trio.ClosedResourceError("TUN device closed")
-        fd = self._fd
         sent = 0
-        try:
-            if self.gso:
-                for data in packets:
-                    os.writev(fd, (NO_GSO, data))
-                    sent += 1
-            else:
-                write = os.write
-                for data in packets:
-                    write(fd, data)
-                    sent += 1
-        except BlockingIOError:
-            pass
+        for data in packets:
+            if not self.try_send(data):
+                break
+            sent += 1
         return sent
 
     def try_send_gso(self, data: bytes, header_len: int, gso_size: int) -> bool:
