@@ -11,6 +11,7 @@ import random
 import secrets
 from collections import Counter, deque
 from collections.abc import Iterable
+from socket import inet_ntoa
 from typing import Literal
 
 from utcp.policy.base import Policy, Verdict
@@ -153,7 +154,6 @@ class Host:
         # A runtime that drains datagrams_to_send() sets this: plain segments (data and ACKs of an
         # established connection, no SACK blocks) are then queued already encoded, no values built.
         self.wire_output = wire_output
-        self._addr_names: dict[bytes, str] = {}  # 4 raw bytes -> dotted quad, for the receive fast path
         self._wire_conns: dict[bytes, Connection] = {}  # packet bytes 12..23 -> connection (fast path)
         if max_connections is not None and max_connections < 1:
             raise TcpUsageError("max_connections must be at least 1 (or None: no limit)")
@@ -239,16 +239,8 @@ class Host:
         # the 4-tuple as it sits in the packet (addresses, then ports): one slice, one lookup
         wire_key = raw[12:24]
         conn = self._wire_conns.get(wire_key)
-        if conn is None:
-            names = self._addr_names
-            sname = names.get(src)
-            dname = names.get(dst)
-            if sname is None or dname is None:
-                if len(names) > 4096:
-                    names.clear()  # bounded: a flood of source addresses must not grow it forever
-                sname = names[src] = ".".join(map(str, src))
-                dname = names[dst] = ".".join(map(str, dst))
-            conn = self._conns.get((dname, dport, sname, sport))
+        if conn is None:  # once per connection: from then on the wire key finds it
+            conn = self._conns.get((inet_ntoa(dst), dport, inet_ntoa(src), sport))
             if conn is None:
                 return False
             # only connections we hold, forgotten in _unlink: as bounded as _conns
