@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from utcp.wire import checksum
+
 REPO = Path(__file__).resolve().parents[2]
 # What issue 6 asks the JSON to carry; matrix_seconds is null with --quick (the matrix is skipped).
 REQUIRED = (
@@ -33,7 +35,11 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    figures = json.loads(out.read_text())["figures"]
+    report = json.loads(out.read_text())
+    figures = report["figures"]
+    # which RFC 1071 sum ran is reported (the C one wherever the extension is built, as in CI)
+    expected = "c" if checksum.ACCELERATED else "python"
+    assert report["checksum"] == expected and f"checksum sums: {expected}" in proc.stdout
     for name in REQUIRED:
         assert isinstance(figures[name], float | int) and figures[name] > 0, (name, figures)
     assert "matrix_seconds" in figures and figures["matrix_seconds"] is None

@@ -7,6 +7,10 @@ the receive fast path to the same bytes and verdicts with either one.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,3 +100,24 @@ def _outcome(raw: bytes) -> IPv4Packet | str:
         return parse_ipv4(raw)
     except WireError as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def test_the_environment_switch_selects_the_pure_python_form() -> None:
+    # UTCP_PURE_PYTHON_CHECKSUM=1 is how tools/bench measures the fallback: it must really be taken
+    probe = (
+        "from utcp.wire import checksum, build_ipv4, parse_ipv4, IPv4Packet, TcpSegment, TcpFlags;"
+        "raw = build_ipv4(IPv4Packet('198.18.0.1', '198.18.0.2', TcpSegment(1, 2, 3, 4, TcpFlags.ACK, 5,"
+        " payload=b'xyz')));"
+        "parse_ipv4(raw);"
+        "print(checksum.ACCELERATED, checksum._word_sum is checksum._word_sum_python, raw.hex())"
+    )
+    runs = {}
+    for switch in ("1", ""):
+        env = dict(os.environ, UTCP_PURE_PYTHON_CHECKSUM=switch)
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        runs[switch] = out
+    assert runs["1"][:2] == ["False", "True"]
+    assert runs[""][:2] == [str(_checksum is not None), str(_checksum is None)]
+    assert runs["1"][2] == runs[""][2]  # the same bytes either way
