@@ -194,8 +194,10 @@ def test_pure_acks_take_the_fast_path_and_plain_segments_go_out_encoded(
     # Guard against the equalities above holding only because the new paths never run.
     acks: list[bool] = []
     encoded: list[int] = []
+    bursts: list[int] = []
     fast_ack = Connection._fast_ack
     send_wire = Host._send_wire
+    send_wire_many = Host._send_wire_many
 
     def ack_spy(self: Connection, *args: object) -> bool:
         result = fast_ack(self, *args)  # type: ignore[arg-type]
@@ -211,8 +213,6 @@ def test_pure_acks_take_the_fast_path_and_plain_segments_go_out_encoded(
         bursts.append(len(raws))
         send_wire_many(self, raws)
 
-    bursts: list[int] = []
-    send_wire_many = Host._send_wire_many
     monkeypatch.setattr(Connection, "_fast_ack", ack_spy)
     monkeypatch.setattr(Host, "_send_wire", wire_spy)
     monkeypatch.setattr(Host, "_send_wire_many", wire_many_spy)
