@@ -1941,28 +1941,20 @@ class Connection:
             flags |= F_PSH  # the last segment of what is queued
         if fin_abs is not None and end > fin_abs:
             flags |= F_FIN
+        seq = (self.iss + start) & SEQ_MASK
+        ack = self.rcv_nxt
+        window = self._select_window()  # records the window it advertises: once per segment
         encoder = self._wire_encoder()
-        if encoder is not None:
-            # the same segment, encoded at once (Host.wire_output): fields in the order built below
-            seq = (self.iss + start) & SEQ_MASK
-            ack = self.rcv_nxt
-            window = self._select_window()
+        if encoder is not None:  # the same segment, encoded at once (Host.wire_output)
             buf, i, j = self._sbuf.locate(start, length) if length else (b"", 0, 0)
             raw = encoder.encode(
                 self._next_ip_id(), seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
             )
             seg = None
         else:
-            seg = TcpSegment(
-                self._lport,
-                self._rport,
-                (self.iss + start) & SEQ_MASK,
-                self.rcv_nxt,
-                _FLAGS[flags],
-                self._select_window(),
-                self._options(now),
-                self._sbuf.peek(start, length) if length else b"",
-            )
+            payload = self._sbuf.peek(start, length) if length else b""
+            opts = self._options(now)
+            seg = TcpSegment(self._lport, self._rport, seq, ack, _FLAGS[flags], window, opts, payload)
         self._snd_nxt = max(self._snd_nxt, end)
         if retransmit:
             self._st_rtx_segs += 1
