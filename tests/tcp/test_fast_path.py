@@ -35,16 +35,17 @@ class BytesNode:
     """Hands the wrapped host raw bytes, as a TUN runtime does; with `wire_output`, takes bytes from it
     too (datagrams_to_send), parsed back, checksums verified, for the simulated link."""
 
-    def __init__(self, host: Host, wire_output: bool = False) -> None:
+    def __init__(self, host: Host, wire_output: bool = False, drain_values: bool = False) -> None:
         self.host = host
         self.addresses = host.addresses
         host.wire_output = wire_output
+        self.drain_values = drain_values  # packets_to_send on a wire_output host: its bytes parsed back
 
     def receive(self, packet: IPv4Packet, now: float) -> None:
         self.host.receive(build_ipv4(packet), now)
 
     def packets_to_send(self, now: float) -> list[IPv4Packet]:
-        if self.host.wire_output:
+        if self.host.wire_output and not self.drain_values:
             return [parse_ipv4(raw) for raw in self.host.datagrams_to_send(now)]
         return self.host.packets_to_send(now)
 
@@ -62,12 +63,13 @@ def transfer(
     impairment: Impairment | None,
     ack_per_batch: bool,
     wire_output: bool = False,
+    drain_values: bool = False,
 ) -> tuple[list[tuple[float, str, IPv4Packet]], bytes, dict[str, int]]:
     net = Network(capture=True)
     hosts = []
     for name, address, seed in (("client", CLIENT_ADDRESS, 1), ("server", SERVER_ADDRESS, 2)):
         host = Host([address], config, seed=seed, ack_per_batch=ack_per_batch)
-        net.add_node(name, BytesNode(host, wire_output) if as_bytes else host, [address])
+        net.add_node(name, BytesNode(host, wire_output, drain_values) if as_bytes else host, [address])
         hosts.append(host)
     client, server = hosts
     net.link("client", "server", latency=0.002, bandwidth=50e6, impairment=impairment)
@@ -112,6 +114,8 @@ def test_the_fast_path_does_not_change_a_packet(
     fast_bytes = transfer(as_bytes=True, **kw)  # type: ignore[arg-type]
     fast_values = transfer(as_bytes=False, **kw)  # type: ignore[arg-type]
     fast_wire = transfer(as_bytes=True, wire_output=True, **kw)  # type: ignore[arg-type]
+    # either drain works in either mode (docs/engine-api.md "Wire output")
+    wire_as_values = transfer(as_bytes=True, wire_output=True, drain_values=True, **kw)  # type: ignore[arg-type]
     with monkeypatch.context() as m:
         m.setattr(Connection, "_fast_data", lambda *args: False)
         m.setattr(Connection, "_fast_ack", lambda *args: False)
@@ -120,6 +124,7 @@ def test_the_fast_path_does_not_change_a_packet(
     assert fast_bytes[0] == slow[0]
     assert fast_values[0] == slow[0]
     assert fast_wire[0] == slow[0]
+    assert wire_as_values[0] == slow[0] and wire_as_values[1] == slow[1]
     assert fast_bytes[2] == fast_values[2] == fast_wire[2] == slow[2]
 
 
