@@ -160,25 +160,10 @@ async def test_outbound_loss_drops_everything_sent() -> None:
         assert scope.cancelled_caught
 
 
-class OneAtATime:
-    """A link without try_send_many: the runtime writes packet by packet."""
-
-    def __init__(self, link: Any) -> None:
-        self._link = link
-        self.mtu = link.mtu
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "try_send_many":
-            raise AttributeError(name)
-        return getattr(self._link, name)
-
-
-@pytest.mark.parametrize("batched", [True, False])
-async def test_backpressure_from_the_link_keeps_order(batched: bool) -> None:
+async def test_backpressure_from_the_link_keeps_order() -> None:
     host = ScriptedHost()
     ours, theirs = memory_link_pair(capacity=2)
-    link: Any = ours if batched else OneAtATime(ours)
-    async with HostRuntime(host, link) as runtime:  # type: ignore[arg-type]
+    async with HostRuntime(host, ours) as runtime:  # type: ignore[arg-type]
         host.outbox = [_packet(i) for i in range(10)]
         runtime.kick()
         got: list[int] = []

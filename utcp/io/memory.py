@@ -63,15 +63,6 @@ class MemoryLink:
         out.readable.unpark_all()
         return True
 
-    def try_send_many(self, packets: list[bytes]) -> int:
-        """`try_send` for each packet in order until the queue is full: how many were queued."""
-        sent = 0
-        for data in packets:
-            if not self.try_send(data):
-                break
-            sent += 1
-        return sent
-
     async def wait_writable(self) -> None:
         out = self._out
         while len(out.queue) >= out.capacity and not out.closed and not self.closed:

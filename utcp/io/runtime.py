@@ -535,20 +535,21 @@ class HostRuntime:
             self._queue_backlog(item)
 
     def _link_send_many(self, raws: list[bytes]) -> None:
-        """`_link_send` for each packet, through the link's try_send_many when it has one."""
-        send_many = getattr(self.link, "try_send_many", None)
-        if send_many is None or self._tx_backlog:
-            for raw in raws:
-                self._link_send(raw)
-            return
+        """`_link_send` for a run of encoded packets, with its checks made once for the run."""
         if self.link_closed():
             return
-        try:
-            sent = send_many(raws)
-        except trio.ClosedResourceError:
-            return
+        sent = 0
+        if not self._tx_backlog:
+            try_send = self.link.try_send
+            try:
+                for raw in raws:
+                    if not try_send(raw):
+                        break
+                    sent += 1
+            except trio.ClosedResourceError:
+                return
         for raw in raws[sent:]:
-            self._queue_backlog(raw)  # the link pushed back: the rest waits, in order
+            self._queue_backlog(raw)  # behind a backlog, or the link pushed back: in order
 
     def _try_write(self, item: bytes | tuple[bytes, int, int]) -> bool:
         if isinstance(item, tuple):  # only queued on a link with `gso` (see _transmit)

@@ -162,15 +162,6 @@ class TunDevice:
             return False
         return True
 
-    def try_send_many(self, packets: list[bytes]) -> int:
-        """`try_send` for each packet in order until one would block: how many were written."""
-        sent = 0
-        for data in packets:
-            if not self.try_send(data):
-                break
-            sent += 1
-        return sent
-
     def try_send_gso(self, data: bytes, header_len: int, gso_size: int) -> bool:
         """Write one TCP super-segment the kernel treats as segments of `gso_size` payload bytes
         (`header_len`: IPv4 + TCP header bytes). Only with `offload`; False when it would block."""
