@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+
 import pytest
 
 from utcp.tcp.clock import TimestampClock
@@ -75,3 +78,13 @@ def test_skew_multiplies_the_rate() -> None:
 def test_bad_arguments_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         TimestampClock(**kwargs)  # type: ignore[arg-type]
+
+
+def test_cached_offsets_are_the_keyed_hash() -> None:
+    # the per-pair cache returns what blake2s(local + remote, key=secret) gives, first time and later
+    clock = TimestampClock(secret=b"s" * 16)
+    for _ in range(2):
+        for x, y in ((A, B), (B, A), (A, C)):
+            data = ipaddress.ip_address(x).packed + ipaddress.ip_address(y).packed
+            want = int.from_bytes(hashlib.blake2s(data, key=b"s" * 16, digest_size=4).digest(), "big")
+            assert clock.offset(x, y) == want

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import hashlib
+import ipaddress
 import itertools
 import statistics
 
@@ -245,3 +247,15 @@ def test_random_allocator_is_seeded_in_range_and_exhausts() -> None:
     assert len(set(seq_a)) > 80
     assert a.bind_port(LO, lambda p: p != 1500) == 1500
     assert a.connect_port(LO, LO, 1, all_in_use) is None
+
+
+def test_cached_port_offsets_are_the_keyed_hash() -> None:
+    # the per-destination cache returns Linux's secure_ipv4_port_ephemeral stand-in, first time and later
+    alloc = LinuxPortAllocator(secret=b"k" * 16)
+    for _ in range(2):
+        for dst, dport in (("198.18.0.2", 443), ("198.18.0.2", 80), ("198.18.0.9", 443)):
+            data = (
+                ipaddress.ip_address(LO).packed + ipaddress.ip_address(dst).packed + dport.to_bytes(2, "big")
+            )
+            digest = hashlib.blake2b(data, key=b"k" * 16, digest_size=8).digest()
+            assert alloc.port_offset(LO, dst, dport) == int.from_bytes(digest, "little")

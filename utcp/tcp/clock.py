@@ -21,12 +21,13 @@ OffsetMode = Literal["per-pair", "zero", "fixed"]
 _U32 = 0xFFFFFFFF
 # now * hz is a float; 0.007 * 1000 gives 7.000000000000001 but 0.57 * 100 gives 56.99999999999999.
 _TICK_EPSILON = 1e-6
+_OFFSET_CACHE = 4096  # address pairs whose offset is kept
 
 
 class TimestampClock:
     """A TSval source. Immutable config; `tsval()` is a pure function of its arguments."""
 
-    __slots__ = ("_packed", "_secret", "fixed_offset", "frozen_at", "hz", "offset_mode", "skew")
+    __slots__ = ("_offsets", "_packed", "_secret", "fixed_offset", "frozen_at", "hz", "offset_mode", "skew")
 
     def __init__(
         self,
@@ -62,6 +63,8 @@ class TimestampClock:
         self.frozen_at = frozen_at
         self.skew = skew
         self._packed = PackedAddresses()
+        # per-pair offsets already hashed: a host meets the same pair on every connection to a peer
+        self._offsets: dict[tuple[str, str], int] = {}
 
     def offset(self, local_addr: str, remote_addr: str) -> int:
         """The offset added for this address pair (Linux secure_tcp_ts_off, or 0, or fixed)."""
@@ -69,8 +72,15 @@ class TimestampClock:
             return 0
         if self.offset_mode == "fixed":
             return self.fixed_offset
-        data = self._packed(local_addr) + self._packed(remote_addr)
-        return int.from_bytes(hashlib.blake2s(data, key=self._secret, digest_size=4).digest(), "big")
+        pair = (local_addr, remote_addr)
+        value = self._offsets.get(pair)
+        if value is None:
+            data = self._packed(local_addr) + self._packed(remote_addr)
+            value = int.from_bytes(hashlib.blake2s(data, key=self._secret, digest_size=4).digest(), "big")
+            if len(self._offsets) >= _OFFSET_CACHE:
+                self._offsets.clear()  # bounded: a flood of peer addresses cannot grow it without end
+            self._offsets[pair] = value
+        return value
 
     def ticks(self, now: float) -> int:
         """Clock ticks elapsed at `now` (before the offset and the 32-bit wrap)."""

@@ -49,6 +49,7 @@ __all__ = [
 LINUX_DEFAULT_RANGE = (32768, 60999)  # net.ipv4.ip_local_port_range default
 INET_TABLE_PERTURB_SIZE = 1 << 16  # Linux CONFIG_INET_TABLE_PERTURB_ORDER = 16
 _U32 = 0xFFFFFFFF
+_OFFSET_CACHE = 4096  # destinations whose port_offset is kept
 
 
 class PortAllocator(Protocol):
@@ -104,12 +105,21 @@ class LinuxPortAllocator:
         # Linux fills table_perturb[] with random bytes once (get_random_sleepable_once); we draw lazily.
         self._table_perturb: dict[int, int] = {}
         self._packed = PackedAddresses()
+        # (saddr, daddr, dport) -> port_offset: a client connects to the same few destinations over and over
+        self._offsets: dict[tuple[str, str, int], int] = {}
 
     def port_offset(self, local_addr: str, remote_addr: str, remote_port: int) -> int:
         """64-bit keyed hash of (saddr, daddr, dport): Linux secure_ipv4_port_ephemeral (siphash)."""
-        data = self._packed(local_addr) + self._packed(remote_addr) + remote_port.to_bytes(2, "big")
-        digest = hashlib.blake2b(data, key=self._secret, digest_size=8).digest()
-        return int.from_bytes(digest, "little")
+        dest = (local_addr, remote_addr, remote_port)
+        value = self._offsets.get(dest)
+        if value is None:
+            data = self._packed(local_addr) + self._packed(remote_addr) + remote_port.to_bytes(2, "big")
+            digest = hashlib.blake2b(data, key=self._secret, digest_size=8).digest()
+            value = int.from_bytes(digest, "little")
+            if len(self._offsets) >= _OFFSET_CACHE:
+                self._offsets.clear()  # bounded: a scan of many destinations cannot grow it without end
+            self._offsets[dest] = value
+        return value
 
     def _perturb(self, index: int) -> int:
         value = self._table_perturb.get(index)
