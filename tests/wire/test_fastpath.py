@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.wire.strategies import packets
+from utcp.tcp.options import syn_options
 from utcp.wire import IPv4Packet, Nop, TcpFlags, TcpSegment, Timestamps, WireError, build_ipv4, parse_ipv4
-from utcp.wire.fastpath import SegmentEncoder, plain_segment
+from utcp.wire.fastpath import SegmentEncoder, encode_bare, plain_segment, syn_option_bytes
 
 PLAIN_FLAGS = (TcpFlags.ACK, TcpFlags.ACK | TcpFlags.PSH)
 
@@ -146,3 +147,52 @@ def test_the_encoder_writes_what_build_ipv4_writes(  # noqa: PLR0917
         assert encoder.encode(ident, seq, ack, flags, window, tsval, tsecr, data, start, end) == expected
     if end > start:
         assert plain_segment(expected) is not None or flags & 0x01  # and it parses back the fast way
+
+
+@settings(max_examples=1000)
+@given(
+    addresses,
+    addresses,
+    u16,
+    u16,
+    u16,
+    u32,
+    u32,
+    st.sampled_from([0x02, 0x12, 0x04, 0x14, 0x10]),
+    u16,
+    u16,
+    st.booleans(),
+    st.none() | st.tuples(u32, u32),
+    st.none() | st.integers(0, 14),
+)
+def test_bare_segments_with_syn_options_are_what_build_ipv4_writes(  # noqa: PLR0917
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    ident: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    mss: int,
+    sack: bool,
+    timestamps: tuple[int, int] | None,
+    wscale: int | None,
+) -> None:
+    # the handshake's segments (Connection._send_syn with Host.wire_output) against the value path
+    options = syn_options(mss, sack, timestamps, wscale)
+    seg = TcpSegment(sport, dport, seq, ack, TcpFlags(flags), window, options)
+    expected = build_ipv4(IPv4Packet(src, dst, seg, ident=ident))
+    area = syn_option_bytes(mss, sack, timestamps, wscale)
+    raw = encode_bare(
+        socket.inet_aton(src), socket.inet_aton(dst), ident, sport, dport, seq, ack, flags, window, area
+    )
+    assert raw == expected
+    assert encode_bare(
+        socket.inet_aton(src), socket.inet_aton(dst), ident, sport, dport, seq, ack, flags, window, b""
+    ) == (
+        build_ipv4(
+            IPv4Packet(src, dst, TcpSegment(sport, dport, seq, ack, TcpFlags(flags), window), ident=ident)
+        )
+    )

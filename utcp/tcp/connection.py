@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from socket import inet_aton
 from typing import TYPE_CHECKING, Literal
 
 from utcp.policy.base import Decision, Policy, Verdict
@@ -52,7 +53,7 @@ from utcp.tcp.state import (
     SHUTDOWN_TRANSITIONS,
     TcpState,
 )
-from utcp.wire.fastpath import SegmentEncoder
+from utcp.wire.fastpath import SegmentEncoder, encode_bare, syn_option_bytes
 from utcp.wire.format import format_flags
 from utcp.wire.packet import (
     F_ACK,
@@ -765,29 +766,43 @@ class Connection:
         if ack and self._request:
             # tcp_synack_options: only what the peer offered
             ts = (tsval, self._ts_recent) if self._ts_ok else None
-            opts = syn_options(self._adv_mss, self._sack_ok, ts, self._rcv_wscale if self._ws_ok else None)
+            sack = self._sack_ok
+            ws = self._rcv_wscale if self._ws_ok else None
         else:
             # tcp_syn_options: our own offer (also the SYN-ACK of a simultaneous open)
             ts = (tsval, self._ts_recent if ack else 0) if cfg.timestamps else None
+            sack = cfg.sack
             ws = min(max(cfg.window_scale, 0), 14) if cfg.window_scale is not None else None
-            opts = syn_options(self._adv_mss, cfg.sack, ts, ws)
         if ts is not None:
             if self._syn_tsval is None:
                 self._syn_tsval = tsval  # Linux retrans_stamp / snt_tsval_first: our first SYN's TSval
             self._syn_tsval_last = tsval  # Linux snt_tsval_last: the latest SYN(-ACK)'s TSval
-        seg = TcpSegment(
-            self._lport,
-            self._rport,
-            self.iss,
-            self.rcv_nxt if ack else 0,
-            _FLAGS[SYN_ACK if ack else F_SYN],
-            min(self.config.recv_buffer, _MAX_WINDOW),
-            opts,
-        )
+        ack_field = self.rcv_nxt if ack else 0
+        window = min(cfg.recv_buffer, _MAX_WINDOW)
         self._snd_nxt = max(self._snd_nxt, 1)
         if not retransmit and self._rtt_seq is None:
             self._rtt_seq, self._rtt_time = 1, now  # time the handshake (Karn: not if retransmitted)
-        self._emit(seg, retransmit=retransmit)
+        host = self._host
+        if host.wire_output and self._raddr not in host._addr_set:
+            # the same segment, encoded at once (Host.wire_output; self-delivery wants values)
+            raw = encode_bare(
+                inet_aton(self._laddr), inet_aton(self._raddr), 0 if self._request else self._next_ip_id(),
+                self._lport, self._rport, self.iss, ack_field, SYN_ACK if ack else F_SYN, window,
+                syn_option_bytes(self._adv_mss, sack, ts, ws),
+            )  # fmt: skip
+            self._st_segs_out += 1
+            host._send_wire(raw, retransmit)
+        else:
+            seg = TcpSegment(
+                self._lport,
+                self._rport,
+                self.iss,
+                ack_field,
+                _FLAGS[SYN_ACK if ack else F_SYN],
+                window,
+                syn_options(self._adv_mss, sack, ts, ws),
+            )
+            self._emit(seg, retransmit=retransmit)
         if retransmit:
             self._host._count("TCPSynRetrans")
         if ack:

@@ -6,7 +6,9 @@ sender gets). Linux's tcp_rcv_established() fast path keys on the same shape. `p
 a packet up without building IPv4Packet/TcpSegment values; anything else (or anything malformed) returns
 None and goes the general way (`codec.parse_ipv4`), which also does all the counting and error
 reporting. `SegmentEncoder` writes such packets (FIN allowed) without building values either.
-`tests/wire/test_fastpath.py` holds both to the general codec.
+`encode_bare` writes a segment without payload whose options are given as bytes (the handshake's SYN
+and SYN-ACK, options from `syn_option_bytes`). `tests/wire/test_fastpath.py` holds all of them to the
+general codec.
 """
 
 from __future__ import annotations
@@ -129,3 +131,51 @@ class SegmentEncoder:
         if end <= start:
             return header
         return header + data[start:end]  # bytes (one copy of a bytearray slice is cheaper than a view)
+
+
+_MSS_OPT = struct.Struct("!BBH")
+_TS_OPT = struct.Struct("!BBII")
+
+
+def syn_option_bytes(mss: int, sack: bool, timestamps: tuple[int, int] | None, wscale: int | None) -> bytes:
+    """The option area `codec.build_ipv4` writes for `utcp.tcp.options.syn_options(...)`'s list, Linux
+    tcp_options_write order: MSS, SACK_PERM + TS (or NOP NOP TS, or NOP NOP SACK_PERM), NOP WS. Every
+    combination is a multiple of 4 bytes: no padding."""
+    area = _MSS_OPT.pack(2, 4, mss)
+    if timestamps is not None:
+        area += (b"\x04\x02" if sack else b"\x01\x01") + _TS_OPT.pack(8, 10, timestamps[0], timestamps[1])
+    elif sack:
+        area += b"\x01\x01\x04\x02"
+    if wscale is not None:
+        area += bytes((1, 3, 3, wscale))
+    return area
+
+
+def encode_bare(  # noqa: PLR0917 (one packet's fields)
+    src: bytes,
+    dst: bytes,
+    ident: int,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    options: bytes,
+) -> bytes:
+    """A segment without payload, `options` already encoded and padded (4-byte multiple, at most 40):
+    what `codec.build_ipv4` gives for `IPv4Packet(src, dst, TcpSegment(...), ident=ident)` with the
+    default IPv4 fields (TTL 64, TOS 0, DF)."""
+    olen = len(options)
+    hlen = 20 + olen
+    addresses = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+    ip_check = checksum_of(0x4500 + _DF + _TTL_PROTO + addresses + 20 + hlen + ident)
+    doff_flags = (hlen << 10) | flags
+    tcp = addresses + IPPROTO_TCP + hlen + sport + dport + seq + ack + doff_flags + window
+    if olen:
+        tcp += checksum._word_sum(options, 0, olen)
+    header = _IP_TCP.pack(
+        0x45, 0, 20 + hlen, ident, _DF, 64, IPPROTO_TCP, ip_check, src, dst,
+        sport, dport, seq, ack, doff_flags, window, checksum_of(tcp), 0,
+    )  # fmt: skip
+    return header + options if olen else header
