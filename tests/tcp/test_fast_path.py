@@ -27,6 +27,7 @@ from utcp.tcp.connection import Connection
 from utcp.tcp.host import Host
 from utcp.tcp.state import TcpState
 from utcp.wire import IPv4Packet, build_ipv4, parse_ipv4
+from utcp.wire.fastpath import PlainSegment
 
 SIZE = 800_000
 
@@ -134,8 +135,8 @@ def test_the_fast_path_is_taken() -> None:
     calls = []
     original = host._receive_fast
 
-    def spy(raw: bytes, now: float) -> bool:
-        taken = original(raw, now)
+    def spy(raw: bytes, shape: PlainSegment, now: float) -> bool:
+        taken = original(raw, shape, now)
         calls.append(taken)
         return taken
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.wire.strategies import packets
 from utcp.tcp.options import syn_options
 from utcp.wire import IPv4Packet, Nop, TcpFlags, TcpSegment, Timestamps, WireError, build_ipv4, parse_ipv4
-from utcp.wire.fastpath import SegmentEncoder, encode_bare, plain_segment, syn_option_bytes
+from utcp.wire.fastpath import SegmentEncoder, encode_bare, plain_segment, plain_tcp_segment, syn_option_bytes
 
 PLAIN_FLAGS = (TcpFlags.ACK, TcpFlags.ACK | TcpFlags.PSH)
 
@@ -35,6 +35,7 @@ def _agrees(raw: bytes, verify: bool) -> None:
     assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == (packet.src, packet.dst)
     assert (sport, dport, seq, ack, window) == (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.window)
     assert seg.flags in PLAIN_FLAGS and seg.payload == raw[start:]
+    assert plain_tcp_segment(raw, shape) == seg  # the value the general path gets without a second parse
     assert not packet.more_fragments and not packet.fragment_offset and not packet.options
     ts = seg.option(Timestamps)
     if ts is None:

@@ -28,7 +28,7 @@ from utcp.tcp.state import TcpState
 from utcp.tcp.syncookies import SynCookies
 from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
-from utcp.wire.fastpath import plain_segment
+from utcp.wire.fastpath import PlainSegment, plain_segment, plain_tcp_segment
 from utcp.wire.format import format_flags
 from utcp.wire.packet import (
     F_ACK,
@@ -192,8 +192,17 @@ class Host:
     def receive(self, packet: IPv4Packet | bytes | bytearray | memoryview, now: float) -> None:
         """Process one packet from the network. Bytes are parsed; bad ones are counted and dropped."""
         self._now = now
-        if type(packet) is bytes and self._receive_fast(packet, now):
-            return
+        if type(packet) is bytes:
+            shape = plain_segment(packet, self.verify_checksums)
+            if shape is not None:
+                if self._receive_fast(packet, shape, now):
+                    return
+                dst = inet_ntoa(shape[1])
+                if dst in self._addr_set:
+                    # the general path for the value parse_ipv4 would give, from the fields already read
+                    # (checksums verified once, by plain_segment); anything else is parsed below
+                    self._deliver(inet_ntoa(shape[0]), dst, plain_tcp_segment(packet, shape), now)
+                    return
         if isinstance(packet, IPv4Packet):
             src, dst, seg, protocol = packet.src, packet.dst, packet.payload, packet.protocol
             fragment = packet.more_fragments or packet.fragment_offset
@@ -228,13 +237,10 @@ class Host:
             return
         self._deliver(src, dst, seg, now)
 
-    def _receive_fast(self, raw: bytes, now: float) -> bool:
+    def _receive_fast(self, raw: bytes, shape: PlainSegment, now: float) -> bool:
         """Header prediction (Linux tcp_rcv_established fast path): an in-order data segment for an
         ESTABLISHED connection goes straight into its receive buffer, and a pure ACK of new data straight
         into its send side, no packet values built. False: nothing was done, take the general path."""
-        shape = plain_segment(raw, self.verify_checksums)
-        if shape is None:
-            return False
         src, dst, sport, dport, seq, ack, window, tsval, tsecr, start = shape
         # the 4-tuple as it sits in the packet (addresses, then ports): one slice, one lookup
         wire_key = raw[12:24]

@@ -18,7 +18,7 @@ import struct
 
 from utcp.wire import checksum
 from utcp.wire.checksum import checksum_of, ipv4_tcp_verifies
-from utcp.wire.packet import F_ACK, F_PSH, IPPROTO_TCP
+from utcp.wire.packet import F_ACK, F_PSH, IPPROTO_TCP, Nop, TcpFlags, TcpSegment, Timestamps
 
 # IPv4 (20 bytes, no options) + the TCP header up to the window: version/IHL, total length, flags and
 # fragment offset, protocol, source, destination, ports, seq, ack, data offset + flags, window.
@@ -65,6 +65,29 @@ def plain_segment(raw: bytes, verify_checksums: bool = True) -> PlainSegment | N
     if verify_checksums and not ipv4_tcp_verifies(raw, n):
         return None
     return (src, dst, sport, dport, seq, ack, window, tsval, tsecr, start)
+
+
+_FLAG_VALUES = {_ACK: TcpFlags(_ACK), _ACK_PSH: TcpFlags(_ACK_PSH)}
+_NOP = Nop()
+_URGENT = struct.Struct("!H")
+
+
+def plain_tcp_segment(raw: bytes, shape: PlainSegment) -> TcpSegment:
+    """The TcpSegment `codec.parse_ipv4(raw)` holds, for a packet `plain_segment` accepted (`shape`):
+    built from the fields already read, with no second parse or checksum pass."""
+    _, _, sport, dport, seq, ack, window, tsval, tsecr, start = shape
+    options = () if start == 40 else (_NOP, _NOP, Timestamps(tsval, tsecr))
+    return TcpSegment(
+        sport,
+        dport,
+        seq,
+        ack,
+        _FLAG_VALUES[raw[33]],
+        window,
+        options,
+        raw[start:],
+        _URGENT.unpack_from(raw, 38)[0],
+    )
 
 
 # IPv4 (no options) + TCP header, then the same with NOP NOP TS: every field a segment encoder writes.
