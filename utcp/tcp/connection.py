@@ -827,7 +827,7 @@ class Connection:
             else:
                 tsval = tsecr = -2  # any other options: the general path
             if tsval != -2 and (
-                self._fast_data(seg.seq, seg.ack, seg.window, tsval, seg.payload, now)
+                self._fast_data(seg.seq, seg.ack, seg.window, tsval, tsecr, seg.payload, now)
                 if seg.payload
                 else self._fast_ack(seg.seq, seg.ack, seg.window, tsval, tsecr, now)
             ):
@@ -862,13 +862,21 @@ class Connection:
             self._transmit(now)
         self._host._reschedule(self)
 
-    def _fast_data(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.data_segment)
-        self, seq: int, ack: int, window: int, tsval: int, payload: bytes | memoryview, now: float
+    def _fast_data(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.plain_segment)
+        self,
+        seq: int,
+        ack: int,
+        window: int,
+        tsval: int,
+        tsecr: int,
+        payload: bytes | memoryview,
+        now: float,
     ) -> bool:
         """Header prediction (Linux tcp_rcv_established fast path): the next in-order data segment of a
-        quiet ESTABLISHED connection, acking nothing new and changing no window, with an acceptable
-        timestamp. Does exactly what _input would do for it; returns False, having changed nothing,
-        whenever any other rule could apply (then the caller takes the general path)."""
+        quiet ESTABLISHED connection with an acceptable timestamp, acking nothing new (nothing in flight,
+        window unchanged) or new data as `_fast_ack` takes it (the request/response case: the answer
+        acks the request). Does exactly what _input would do for it; returns False, having changed
+        nothing, whenever any other rule could apply (then the caller takes the general path)."""
         if (
             self.state is not S.ESTABLISHED
             or self._ca_state != _CA_OPEN
@@ -877,18 +885,26 @@ class Connection:
             or self._third_ack_held
             or self._rtx_is_persist
             or self._pending_rst
-            or self._snd_nxt != self._snd_una
-            or ack != (self.iss + self._snd_una) & SEQ_MASK  # SND.UNA
             or seq != (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT
-            or (window << self._snd_wscale) != self._snd_wnd
         ):
             return False
+        snd_una = self._snd_una
+        acked = seq_diff(ack, (self.iss + snd_una) & SEQ_MASK)  # SEG.ACK - SND.UNA
+        if acked == 0:
+            # RFC 9293 3.10.7.4: nothing acked, nothing in flight (no duplicate-ACK or loss rules), and
+            # the same window: only SND.WL1 can move
+            if self._snd_nxt != snd_una or (window << self._snd_wscale) != self._snd_wnd:
+                return False
+        elif acked < 0 or snd_una + acked > self._snd_nxt or self._sb or self._fin_abs is not None:
+            return False  # old or unsent (policy.check_ack decides), SACKed data, or our FIN: general path
         if self._ts_ok:
             # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
             if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
                 return False
         elif tsval >= 0:
             return False
+        else:
+            tsecr = 0  # no timestamps: no TSecr RTT samples
         policy = type(self.policy)
         if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
             return False  # a user policy may decide otherwise: let it see the segment
@@ -900,8 +916,11 @@ class Connection:
         self._st_segs_in += 1
         self._last_rcv = now
         self._probes_out = 0
-        # RFC 9293 3.10.7.4 window update: only SND.WL1 moves, the window itself is unchanged
-        self._snd_wl1 = max(self._snd_wl1, seq_abs)
+        if acked:
+            self._take_ack(snd_una, acked, window, tsecr, now)
+        else:
+            # RFC 9293 3.10.7.4 window update: only SND.WL1 moves, the window itself is unchanged
+            self._snd_wl1 = max(self._snd_wl1, seq_abs)
         if tsval >= 0 and seq_abs <= self._rcv_wup:
             self._ts_recent = tsval  # RFC 7323 4.3
             self._ts_recent_stamp = now
@@ -956,7 +975,17 @@ class Connection:
         self._st_segs_in += 1
         self._last_rcv = now
         self._probes_out = 0  # Linux tcp_ack: any acceptable ACK clears icsk_probes_out
-        # _process_ack, RFC 9293 3.10.7.4 fifth: SND.UNA < SEG.ACK =< SND.NXT
+        self._take_ack(snd_una, acked, window, tsecr, now)
+        if tsval >= 0 and self._rcv_nxt <= self._rcv_wup:
+            self._ts_recent = tsval  # RFC 7323 4.3
+            self._ts_recent_stamp = now
+        self._after_input(now)
+        return True
+
+    def _take_ack(self, snd_una: int, acked: int, window: int, tsecr: int, now: float) -> None:
+        """_process_ack for an in-sequence ACK of `acked` new bytes that the fast paths vetted (CA open,
+        nothing SACKed, no FIN of ours, not persisting): the branches that can apply, in its order."""
+        # RFC 9293 3.10.7.4 fifth: SND.UNA < SEG.ACK =< SND.NXT
         ack_abs = snd_una + acked
         outstanding_before = self._snd_nxt - snd_una
         self._rtt_on_ack(snd_una, ack_abs, tsecr, now)
@@ -986,11 +1015,6 @@ class Connection:
         self._snd_wl1 = self._rcv_nxt
         self._snd_wnd = nwin
         self._max_snd_wnd = max(self._max_snd_wnd, nwin)
-        if tsval >= 0 and self._rcv_nxt <= self._rcv_wup:
-            self._ts_recent = tsval  # RFC 7323 4.3
-            self._ts_recent_stamp = now
-        self._after_input(now)
-        return True
 
     def _drop(self, reason: str, counter: str | None = None) -> None:
         """Report a dropped (or challenged) segment (counters are bumped by the caller)."""

@@ -255,7 +255,7 @@ class Host:
         if start == len(raw):
             if not conn._fast_ack(seq, ack, window, tsval, tsecr, now):
                 return False
-        elif not conn._fast_data(seq, ack, window, tsval, memoryview(raw)[start:], now):
+        elif not conn._fast_data(seq, ack, window, tsval, tsecr, memoryview(raw)[start:], now):
             return False
         self.counters["InSegs"] += 1
         return True
