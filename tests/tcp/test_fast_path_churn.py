@@ -4,8 +4,11 @@ Many request/response connections (connect, a small request, a response, a close
 on the simulator with the same seeds: with every fast path switched off (the general path, values in
 and out), with packets handed over as values, as bytes (Host._receive_fast), and as bytes both ways
 (Host.wire_output: handshake, data and close segments encoded by the hosts). Every packet on the wire at
-the same virtual time, every event and every counter must be the same; on clean, lossy and reordering
-links, with and without per-batch ACKs.
+the same virtual time, every event (with its connection's whole state when drained), every counter and
+every connection's final state must be the same; on clean, lossy and reordering links, with and without
+per-batch ACKs. The five ways a connection ends here: the server closes first (answer and FIN together,
+or apart), the client closes first, the client half-closes after its request, the client closes first
+and the server never does (the orphaned FIN-WAIT-2 times out).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from utcp.tcp.state import TcpState
 from utcp.wire import IPv4Packet, build_ipv4, parse_ipv4
 
 # Every header-prediction shortcut: off, each must leave the general path doing the same.
-FAST_PATHS = ("_fast_data", "_fast_ack")
+FAST_PATHS = ("_fast_data", "_fast_ack", "_fast_third_ack", "_fast_close")
 CONNECTIONS = 40
 
 
@@ -52,12 +55,14 @@ class BytesNode:
 
 
 class _Client:
-    """Sends the request once connected, reads the response; closes first or after the server."""
+    """Sends the request once connected (then half-closes, if asked), reads the response; closes first or
+    after the server."""
 
-    def __init__(self, conn: Connection, request: bytes, close_first: bool) -> None:
-        self.conn, self.request, self.close_first = conn, request, close_first
+    def __init__(self, conn: Connection, request: bytes, close_first: bool, half_close: bool) -> None:
+        self.conn, self.request, self.close_first, self.half_close = conn, request, close_first, half_close
         self.sent = False
         self.got = b""
+        self.closed = False
 
     @property
     def done(self) -> bool:
@@ -69,16 +74,20 @@ class _Client:
             return
         if not self.sent and conn.state is TcpState.ESTABLISHED:
             self.sent = conn.send(self.request) == len(self.request)
+            if self.sent and self.half_close:
+                conn.shutdown()  # the FIN follows the request: FIN-WAIT-1/2 while the answer comes
         self.got += conn.read()
-        if self.got and (self.close_first or conn.eof_received):
+        if self.got and (self.close_first or conn.eof_received) and not self.closed:
+            self.closed = True  # once: a second close() in FIN-WAIT-2 would restart its timeout
             conn.close()
 
 
 class _Server:
-    """Reads the whole request, answers; closes first, or once the client has."""
+    """Reads the whole request, answers; closes first, or once the client has, or never (`lazy`: the
+    orphaned client's FIN-WAIT-2 times out)."""
 
-    def __init__(self, conn: Connection, request: bytes, client_closes_first: bool) -> None:
-        self.conn, self.want, self.wait_eof = conn, len(request), client_closes_first
+    def __init__(self, conn: Connection, request: bytes, client_closes_first: bool, lazy: bool) -> None:
+        self.conn, self.want, self.wait_eof, self.lazy = conn, len(request), client_closes_first, lazy
         self.got = 0
         self.answered = False
 
@@ -89,14 +98,35 @@ class _Server:
         self.got += len(conn.read())
         if not self.answered and self.got >= self.want:
             self.answered = True
-            conn.send(b"y" * (1 + self.want % 5))
+            # tiny answers, and answers of two segments or of one segment larger than the first guess of
+            # the peer's segment size (536)
+            conn.send(b"y" * {100: 2500, 3000: 1000}.get(self.want, 1 + self.want % 5))
             if not self.wait_eof:
                 conn.close()
-        if self.answered and self.wait_eof and conn.eof_received:
+        if self.answered and self.wait_eof and conn.eof_received and not self.lazy:
             conn.close()
 
 
-Trace = tuple[list[tuple[float, str, IPv4Packet]], list[tuple[str, str, str]], dict[str, int], dict[str, int]]
+Trace = tuple[
+    list[tuple[float, str, IPv4Packet]],
+    list[tuple[str, str, str, dict[str, object] | None]],
+    dict[str, int],
+    dict[str, int],
+    list[dict[str, object]],
+]
+_SCALARS = (int, float, bool, str, type(None), TcpState)
+
+
+def state_of(conn: Connection) -> dict[str, object]:
+    """Every plain field of a connection (sequence space, windows, timers, RTT, counters...)."""
+    fields: dict[str, object] = {
+        name: value
+        for name in Connection.__slots__
+        if name not in ("__dict__", "__weakref__", "_wire_key", "_encoder")  # the bytes paths own these
+        and isinstance(value := getattr(conn, name, None), _SCALARS)
+    }
+    fields["stats"] = conn.stats
+    return fields
 
 
 def churn(*, mode: str, config: TcpConfig, impairment: Impairment | None, ack_per_batch: bool) -> Trace:
@@ -111,8 +141,9 @@ def churn(*, mode: str, config: TcpConfig, impairment: Impairment | None, ack_pe
     net.link("client", "server", latency=0.001, bandwidth=20e6, impairment=impairment)
     listener = server.listen(SERVER_ADDRESS, 80, backlog=64)
     rng = random.Random(7)
-    events: list[tuple[str, str, str]] = []
-    plan: dict[int, tuple[bytes, bool]] = {}  # client port -> request, client closes first
+    events: list[tuple[str, str, str, dict[str, object] | None]] = []
+    # client port -> request, client closes first, client half-closes after its request
+    plan: dict[int, tuple[bytes, bool, bool, bool]] = {}  # ... and the server never closes
     clients: list[_Client] = []
     servers: list[_Server] = []
     next_open = 0.0
@@ -123,15 +154,18 @@ def churn(*, mode: str, config: TcpConfig, impairment: Impairment | None, ack_pe
             for ev in host.events():
                 conn = getattr(ev, "connection", None)
                 where = f"{conn.local}->{conn.remote} {conn.state.name}" if conn is not None else ""
-                events.append((side, type(ev).__name__, where))
+                # with the connection's whole state as the event finds it
+                events.append((side, type(ev).__name__, where, state_of(conn) if conn is not None else None))
         while len(clients) < CONNECTIONS and now >= next_open:
             conn = client.connect(SERVER_ADDRESS, 80, now)
             request = rng.randbytes(rng.choice((1, 1, 100, 3000)))
-            plan[conn.local[1]] = (request, len(clients) % 3 == 0)
-            clients.append(_Client(conn, *plan[conn.local[1]]))
+            kind = len(clients) % 5
+            plan[conn.local[1]] = (request, kind in (0, 4), kind == 3, kind == 4)
+            clients.append(_Client(conn, *plan[conn.local[1]][:3]))
             next_open = now + rng.choice((0.0, 0.0005, 0.003))
         while (conn := listener.accept()) is not None:
-            servers.append(_Server(conn, *plan[conn.remote[1]]))
+            request, client_closes_first, _, lazy = plan[conn.remote[1]]
+            servers.append(_Server(conn, request, client_closes_first, lazy))
         for srv in servers:
             srv.poll()
         for cli in clients:
@@ -140,7 +174,8 @@ def churn(*, mode: str, config: TcpConfig, impairment: Impairment | None, ack_pe
     net.add_hook(hook)
     assert net.run_until(lambda: len(clients) == CONNECTIONS and all(c.done for c in clients), timeout=120.0)
     wire: list[tuple[float, str, IPv4Packet]] = [(c.time, c.event, c.packet) for c in net.captures]
-    return wire, events, dict(client.counters), dict(server.counters)
+    states = [state_of(c.conn) for c in clients] + [state_of(s.conn) for s in servers]
+    return wire, events, dict(client.counters), dict(server.counters), states
 
 
 @contextmanager
@@ -175,20 +210,33 @@ def test_fast_paths_do_not_change_short_connections(
         assert fast[1] == slow[1], mode
         assert fast[2] == slow[2], mode
         assert fast[3] == slow[3], mode
+        assert fast[4] == slow[4], mode
 
 
 def test_the_answers_take_the_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     # Guard against the equalities above holding only because the fast paths never run: the response
-    # (data that also acks the request) reaches the client by _fast_data; the servers that close first
-    # put their FIN on it (a third of the clients close first and get a plain answer).
-    taken: list[tuple[int, bool]] = []
-    fast_data = Connection._fast_data
+    # (data that also acks the request) reaches the client by _fast_data, or with the server's FIN on it
+    # by _fast_close; the handshake's last ACK and the close by _fast_third_ack and _fast_close.
+    taken: list[tuple[str, int, bool]] = []
 
-    def spy(self: Connection, *args: object) -> bool:
-        result = fast_data(self, *args)  # type: ignore[arg-type]
-        taken.append((self.local[1], result))
-        return result
+    def spy(name: str) -> object:
+        original = getattr(Connection, name)
 
-    monkeypatch.setattr(Connection, "_fast_data", spy)
+        def wrapper(self: Connection, *args: object) -> bool:
+            result: bool = original(self, *args)
+            taken.append((name, self.local[1], result))
+            return result
+
+        return wrapper
+
+    for name in FAST_PATHS:
+        monkeypatch.setattr(Connection, name, spy(name))
     churn(mode="wire", config=TcpConfig(), impairment=None, ack_per_batch=True)
-    assert sum(1 for port, ok in taken if ok and port != 80) >= CONNECTIONS // 4
+
+    def count(name: str, client: bool) -> int:
+        return sum(1 for n, port, ok in taken if ok and n == name and (port != 80) == client)
+
+    assert count("_fast_data", client=True) >= CONNECTIONS // 5  # answers to clients that close first
+    assert count("_fast_third_ack", client=False) == CONNECTIONS
+    assert count("_fast_close", client=True) >= CONNECTIONS  # answer+FIN, or FIN alone, or the ACK of ours
+    assert count("_fast_close", client=False) >= CONNECTIONS

@@ -1,5 +1,6 @@
 """utcp.wire.fastpath.plain_segment agrees with the general parser on every packet it accepts, and
-declines every packet that is not the plain data-segment or pure-ACK shape (or whose checksum is wrong)."""
+declines every packet that is not the plain data-segment, pure-ACK or FIN shape (or whose checksum is
+wrong)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from utcp.tcp.options import syn_options
 from utcp.wire import IPv4Packet, Nop, TcpFlags, TcpSegment, Timestamps, WireError, build_ipv4, parse_ipv4
 from utcp.wire.fastpath import SegmentEncoder, encode_bare, plain_segment, plain_tcp_segment, syn_option_bytes
 
-PLAIN_FLAGS = (TcpFlags.ACK, TcpFlags.ACK | TcpFlags.PSH)
+PLAIN_FLAGS = (
+    TcpFlags.ACK,
+    TcpFlags.ACK | TcpFlags.PSH,
+    TcpFlags.ACK | TcpFlags.FIN,
+    TcpFlags.ACK | TcpFlags.PSH | TcpFlags.FIN,
+)
 
 
 def _data_packet(options: tuple[object, ...], payload: bytes, flags: TcpFlags = TcpFlags.ACK) -> bytes:
@@ -30,11 +36,11 @@ def _agrees(raw: bytes, verify: bool) -> None:
         return
     if shape is None:
         return  # declining is always allowed: the general path then handles it
-    src, dst, sport, dport, seq, ack, window, tsval, tsecr, start = shape
+    src, dst, sport, dport, seq, ack, window, tsval, tsecr, start, flags = shape
     seg = packet.tcp
     assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == (packet.src, packet.dst)
     assert (sport, dport, seq, ack, window) == (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.window)
-    assert seg.flags in PLAIN_FLAGS and seg.payload == raw[start:]
+    assert seg.flags in PLAIN_FLAGS and int(seg.flags) == flags and seg.payload == raw[start:]
     assert plain_tcp_segment(raw, shape) == seg  # the value the general path gets without a second parse
     assert not packet.more_fragments and not packet.fragment_offset and not packet.options
     ts = seg.option(Timestamps)
@@ -70,24 +76,33 @@ def test_agrees_on_plain_segments_with_one_corrupted_byte(
 def test_recognises_the_bulk_shapes() -> None:
     with_ts = _data_packet((Nop(), Nop(), Timestamps(1000, 2000)), b"x" * 1448, TcpFlags.ACK | TcpFlags.PSH)
     assert plain_segment(with_ts) == (
-        bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80, 123456789, 987654321, 502, 1000, 2000, 52
+        bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80, 123456789, 987654321, 502, 1000, 2000,
+        52, 0x18,
     )  # fmt: skip
     plain = _data_packet((), b"y" * 10)
-    assert plain_segment(plain) is not None and plain_segment(plain)[-1] == 40  # type: ignore[index]
+    assert plain_segment(plain) is not None and plain_segment(plain)[-2] == 40  # type: ignore[index]
 
 
 def test_recognises_pure_acks() -> None:
     pure = _data_packet((Nop(), Nop(), Timestamps(7, 8)), b"")
     assert plain_segment(pure) == (
-        bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80, 123456789, 987654321, 502, 7, 8, 52
+        bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80, 123456789, 987654321, 502, 7, 8, 52, 0x10
     )  # fmt: skip
-    assert plain_segment(_data_packet((), b""))[-1] == 40  # type: ignore[index]
+    assert plain_segment(_data_packet((), b""))[-2] == 40  # type: ignore[index]
+
+
+def test_recognises_fins() -> None:
+    fin = _data_packet((Nop(), Nop(), Timestamps(7, 8)), b"", TcpFlags.ACK | TcpFlags.FIN)
+    assert plain_segment(fin)[-1] == 0x11  # type: ignore[index]
+    last = _data_packet((), b"z", TcpFlags.ACK | TcpFlags.PSH | TcpFlags.FIN)
+    assert plain_segment(last)[-1] == 0x19  # type: ignore[index]
 
 
 def test_declines_other_shapes() -> None:
     assert plain_segment(_data_packet((Nop(), Nop(), Timestamps(1, 2)), b"")[:51]) is None  # truncated
     assert plain_segment(_data_packet((), b"")[:39]) is None
-    assert plain_segment(_data_packet((), b"x", TcpFlags.ACK | TcpFlags.FIN)) is None
+    assert plain_segment(_data_packet((), b"x", TcpFlags.FIN)) is None  # FIN without ACK
+    assert plain_segment(_data_packet((), b"x", TcpFlags.ACK | TcpFlags.RST)) is None
     assert plain_segment(_data_packet((), b"x", TcpFlags.SYN)) is None
 
 

@@ -127,10 +127,13 @@ class ConnectionStats:
     sacked_bytes: int
 
 
-_FAST_FLAGS = (int(TcpFlags.ACK), int(TcpFlags.ACK | TcpFlags.PSH))
-# The stock segment checks: a policy that keeps them lets the header-prediction fast path run.
+# The plain shapes header prediction takes (utcp.wire.fastpath.plain_segment), and the states it serves.
+_FAST_FLAGS = frozenset((F_ACK, F_ACK | F_PSH, F_ACK | F_FIN, F_ACK | F_PSH | F_FIN))
+_FAST_STATES = frozenset((S.ESTABLISHED, S.SYN_RECEIVED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK))
+# The stock segment checks: a policy that keeps them lets the header-prediction fast paths run.
 _BASE_CHECK_PAWS = Policy.check_paws
 _BASE_CHECK_ACK = Policy.check_ack
+_BASE_CHECK_REQUEST_PAWS = Policy.check_request_paws
 
 
 # The out-of-order queue holds at most recv_buffer / this many pieces: full-sized segments (MSS >= 512)
@@ -817,7 +820,8 @@ class Connection:
 
     def _input(self, seg: TcpSegment, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 3.10.7) for this connection."""
-        if self.state is S.ESTABLISHED and int(seg.flags) in _FAST_FLAGS:
+        flags = int(seg.flags)
+        if flags in _FAST_FLAGS and self.state in _FAST_STATES:
             # header prediction for segments given as values (the simulator), as Host._receive_fast
             opts = seg.options
             if not opts:
@@ -826,10 +830,8 @@ class Connection:
                 tsval, tsecr = opts[2].tsval, opts[2].tsecr
             else:
                 tsval = tsecr = -2  # any other options: the general path
-            if tsval != -2 and (
-                self._fast_data(seg.seq, seg.ack, seg.window, tsval, tsecr, seg.payload, now)
-                if seg.payload
-                else self._fast_ack(seg.seq, seg.ack, seg.window, tsval, tsecr, now)
+            if tsval != -2 and self._fast_input(
+                seg.seq, seg.ack, flags, seg.window, tsval, tsecr, seg.payload, now
             ):
                 return
         self._st_segs_in += 1
@@ -861,6 +863,228 @@ class Connection:
         elif self.state is not S.CLOSED:
             self._transmit(now)
         self._host._reschedule(self)
+
+    def _fast_input(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.plain_segment)
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        tsval: int,
+        tsecr: int,
+        payload: bytes | memoryview,
+        now: float,
+    ) -> bool:
+        """Header prediction for a plain segment (ACK with PSH/FIN or not, no options or NOP NOP TS;
+        tsval/tsecr -1 without TS): the fast path for its state, or False, nothing changed (then the
+        caller takes the general path)."""
+        state = self.state
+        if state is S.ESTABLISHED and not flags & F_FIN:
+            if payload:
+                return self._fast_data(seq, ack, window, tsval, tsecr, payload, now)
+            return self._fast_ack(seq, ack, window, tsval, tsecr, now)
+        if state is S.SYN_RECEIVED:
+            return self._fast_third_ack(seq, ack, flags, window, tsval, tsecr, payload, now)
+        return self._fast_close(seq, ack, flags, window, tsval, tsecr, payload, now)
+
+    def _fast_third_ack(  # noqa: PLR0917
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        tsval: int,
+        tsecr: int,
+        payload: bytes | memoryview,
+        now: float,
+    ) -> bool:
+        """Header prediction for the ACK that completes a passive open: a request socket, a bare in-order
+        ACK of our SYN, an acceptable timestamp, room in the accept queue. Does exactly what _input ->
+        _rcv_request -> _rcv_synchronized would do for it; returns False, having changed nothing,
+        whenever any other rule could apply (then the caller takes the general path)."""
+        if (
+            self.state is not S.SYN_RECEIVED
+            or not self._request
+            or flags != F_ACK  # data, FIN or PSH on it: the general path
+            or payload
+            or self._rtx_is_persist
+            or self._pending_rst
+            or self._snd_nxt != 1  # SND.NXT = ISS + 1: the SYN-ACK is all we sent
+            or seq != (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT: in window (tcp_check_req)
+            or ack != (self.iss + 1) & SEQ_MASK  # else the listener answers with RST (RFC 9293 3.10.7.4)
+        ):
+            return False
+        policy = self.policy
+        ptype = type(policy)
+        if (
+            ptype.check_request_paws is not _BASE_CHECK_REQUEST_PAWS
+            or ptype.check_paws is not _BASE_CHECK_PAWS
+            or ptype.check_ack is not _BASE_CHECK_ACK
+        ):
+            return False  # a user policy may decide otherwise: let it see the segment
+        if self._ts_ok:
+            # PAWS against the SYN's TSval (Linux tcp_paws_reject, RFC 7323 5.3 R1) passes trivially for
+            # a TSval not older than TS.Recent (policy windows are >= 0)
+            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+                return False
+            first, last = self._syn_tsval, self._syn_tsval_last
+            if (
+                policy.request_tsecr_check
+                and tsecr != 0
+                and first is not None
+                and last is not None
+                and ((tsecr - first) & SEQ_MASK) > ((last - first) & SEQ_MASK)
+            ):
+                return False  # Linux tcp_check_req: TSecr is none of our SYN-ACK TSvals
+        elif tsval >= 0:
+            return False
+        host = self._host
+        if not host._accept_room(self):
+            return False  # Linux tcp_v4_syn_recv_sock: a full accept queue drops the ACK
+        self._st_segs_in += 1
+        if self._ts_ok:
+            self._ts_recent = tsval  # tcp_check_req: TS.Recent from the ACK
+            self._ts_recent_stamp = now
+        # the child socket (tcp_create_openreq_child)
+        host._count("PassiveOpens")
+        self._request = False
+        self._ip_id = host._new_ip_id()
+        self._last_oow_ack = None
+        self._last_rcv = now
+        self._probes_out = 0
+        # RFC 9293 3.10.7.4 fifth, SYN-RECEIVED: SND.UNA < SEG.ACK =< SND.NXT -> ESTABLISHED
+        self._snd_una = 1
+        self._bytes_acked = 0
+        self._snd_wnd = window << self._snd_wscale
+        self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
+        self._snd_wl1 = self._rcv_nxt
+        # _syn_acked: an RTT sample from TSecr, or from the SYN-ACK's send time (Karn)
+        if self._ts_ok and tsecr:
+            self._rtt_sample_ts(tsecr, now)
+        elif self._rtt_seq is not None and self._syn_retransmits == 0:
+            self._rtt.sample(now - self._rtt_time)
+        self._rtt_seq = None
+        self._set_state(S.ESTABLISHED)
+        self._retransmits = 0
+        self._t_rtx = None
+        self._exposed = True
+        if self.listener is not None:
+            host._promote(self)
+        host._emit(Connected(self, self.listener))
+        self._after_established(now)
+        if self._snd_nxt > self._snd_una:
+            self._t_rtx = now + self._rtt.rto
+        # _process_ack has nothing left to do: SEG.ACK = SND.UNA with nothing in flight (no duplicate
+        # ACK, no loss), and the window update could only write the values just set; TS.Recent too
+        self._after_input(now)
+        return True
+
+    def _fast_close(  # noqa: PLR0917
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        tsval: int,
+        tsecr: int,
+        payload: bytes | memoryview,
+        now: float,
+    ) -> bool:
+        """Header prediction for the segments that close a connection, in order: the peer's FIN
+        (ESTABLISHED, with or without data; FIN-WAIT-1/2 without) and the ACK of our FIN (FIN-WAIT-1,
+        CLOSING, LAST-ACK), acking new data as `_fast_ack` takes it or nothing (then nothing in flight
+        and the same window). Does exactly what _input -> _rcv_synchronized would do for it
+        (_process_ack's branches through _take_ack, the FIN-acked transitions, _process_data through
+        _rcv_fin); returns False, having changed nothing, whenever any other rule could apply."""
+        state = self.state
+        fin = flags & F_FIN
+        if state is S.ESTABLISHED:
+            if not fin:
+                return False  # _fast_data / _fast_ack
+        elif state is S.FIN_WAIT_1 or state is S.FIN_WAIT_2:
+            if payload:
+                return False  # RFC 9293 3.10.7.4 seventh: data after close() may reset (TCPAbortOnData)
+        elif state is S.CLOSING or state is S.LAST_ACK:
+            if payload or fin:
+                return False  # text or FIN after the peer's FIN (retransmissions): the general path
+        else:
+            return False
+        if (
+            self._ca_state != _CA_OPEN
+            or self._ofo.size
+            or self._ofo_fin is not None
+            or self._third_ack_held
+            or self._rtx_is_persist
+            or self._pending_rst
+            or self._sb
+            or seq != (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT
+        ):
+            return False
+        snd_una = self._snd_una
+        acked = seq_diff(ack, (self.iss + snd_una) & SEQ_MASK)  # SEG.ACK - SND.UNA
+        if acked == 0:
+            # RFC 9293 3.10.7.4: only a FIN acking nothing, nothing in flight (no duplicate-ACK or loss
+            # rules), the same window (only SND.WL1 can move)
+            if not fin or self._snd_nxt != snd_una or (window << self._snd_wscale) != self._snd_wnd:
+                return False
+        elif acked < 0 or snd_una + acked > self._snd_nxt:
+            return False  # old or unsent: policy.check_ack decides
+        if self._ts_ok:
+            # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
+            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+                return False
+        elif tsval >= 0:
+            return False
+        else:
+            tsecr = 0  # no timestamps: no TSecr RTT samples
+        policy = type(self.policy)
+        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
+            return False  # a user policy may decide otherwise: let it see the segment
+        seq_abs = self._rcv_nxt
+        length = len(payload)
+        end = seq_abs + length
+        if end > self._rcv_wup + self._rcv_wnd:
+            return False  # not entirely inside the window we advertised (a FIN there: tcp_data_queue)
+        self._st_segs_in += 1
+        self._last_rcv = now
+        self._probes_out = 0
+        if acked:
+            self._take_ack(snd_una, acked, window, tsecr, now)
+            fin_abs = self._fin_abs
+            if fin_abs is not None and snd_una + acked > fin_abs:
+                # our FIN is acknowledged (RFC 9293 3.10.7.4 fifth, FIN-WAIT-1 / CLOSING / LAST-ACK)
+                nxt = FIN_ACKED_TRANSITIONS.get(self.state)
+                if nxt is S.CLOSED:
+                    self._terminate(None, None)  # LAST-ACK: delete the TCB
+                    self._after_input(now)
+                    return True
+                if nxt is S.FIN_WAIT_2:
+                    self._set_state(S.FIN_WAIT_2)
+                    self._t_rtx = None
+                    if self._orphan:
+                        # Linux: an orphaned FIN-WAIT-2 lives tcp_fin_timeout, then vanishes silently
+                        self._t_close = now + self.config.fin_wait2_timeout
+                elif nxt is S.TIME_WAIT:
+                    self._enter_time_wait(now)
+        else:
+            # RFC 9293 3.10.7.4 window update: only SND.WL1 moves, the window itself is unchanged
+            self._snd_wl1 = max(self._snd_wl1, seq_abs)
+        if tsval >= 0 and seq_abs <= self._rcv_wup:
+            self._ts_recent = tsval  # RFC 7323 4.3
+            self._ts_recent_stamp = now
+        if fin:
+            # RFC 9293 3.10.7.4 seventh and eighth, in order (_process_data)
+            if length:
+                self._rbuf.append(payload)
+                self._rcv_nxt = end
+                self._st_bytes_rcvd += length
+                if length > self._rcv_mss:
+                    self._rcv_mss = min(length, self._adv_mss)
+                self._data_arrived()
+                self._schedule_ack(now)
+            self._rcv_fin(now)
+        self._after_input(now)
+        return True
 
     def _fast_data(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.plain_segment)
         self,

@@ -239,9 +239,11 @@ class Host:
 
     def _receive_fast(self, raw: bytes, shape: PlainSegment, now: float) -> bool:
         """Header prediction (Linux tcp_rcv_established fast path): an in-order data segment for an
-        ESTABLISHED connection goes straight into its receive buffer, and a pure ACK of new data straight
-        into its send side, no packet values built. False: nothing was done, take the general path."""
-        src, dst, sport, dport, seq, ack, window, tsval, tsecr, start = shape
+        ESTABLISHED connection goes straight into its receive buffer, a pure ACK of new data straight
+        into its send side, and the handshake's last ACK and the segments of an orderly close straight
+        to their transitions (Connection._fast_input), no packet values built. False: nothing was done,
+        take the general path."""
+        src, dst, sport, dport, seq, ack, window, tsval, tsecr, start, flags = shape
         # the 4-tuple as it sits in the packet (addresses, then ports): one slice, one lookup
         wire_key = raw[12:24]
         conn = self._wire_conns.get(wire_key)
@@ -252,10 +254,8 @@ class Host:
             # only connections we hold, forgotten in _unlink: as bounded as _conns
             self._wire_conns[wire_key] = conn
             conn._wire_key = wire_key
-        if start == len(raw):
-            if not conn._fast_ack(seq, ack, window, tsval, tsecr, now):
-                return False
-        elif not conn._fast_data(seq, ack, window, tsval, tsecr, memoryview(raw)[start:], now):
+        payload = memoryview(raw)[start:] if start < len(raw) else b""
+        if not conn._fast_input(seq, ack, flags, window, tsval, tsecr, payload, now):
             return False
         self.counters["InSegs"] += 1
         return True

@@ -1,14 +1,14 @@
 """Header prediction on raw bytes, both ways, for the one packet shape bulk transfer is made of.
 
-An IPv4 packet without options or fragmentation carrying a TCP segment with ACK (and maybe PSH) only,
-no options or exactly NOP NOP Timestamps, and a payload (bulk receive) or none (the pure ACKs a bulk
-sender gets). Linux's tcp_rcv_established() fast path keys on the same shape. `plain_segment` sums such
-a packet up without building IPv4Packet/TcpSegment values; anything else (or anything malformed) returns
-None and goes the general way (`codec.parse_ipv4`), which also does all the counting and error
-reporting. `SegmentEncoder` writes such packets (FIN allowed) without building values either.
-`encode_bare` writes a segment without payload whose options are given as bytes (the handshake's SYN
-and SYN-ACK, options from `syn_option_bytes`). `tests/wire/test_fastpath.py` holds all of them to the
-general codec.
+An IPv4 packet without options or fragmentation carrying a TCP segment with ACK (and maybe PSH, FIN)
+only, no options or exactly NOP NOP Timestamps, and a payload (bulk receive) or none (the pure ACKs a
+bulk sender gets, the close of a short connection). Linux's tcp_rcv_established() fast path keys on
+the same shape (without FIN). `plain_segment` sums such a packet up without building
+IPv4Packet/TcpSegment values; anything else (or anything malformed) returns None and goes the general
+way (`codec.parse_ipv4`), which also does all the counting and error reporting. `SegmentEncoder`
+writes such packets without building values either. `encode_bare` writes a segment without payload
+whose options are given as bytes (the handshake's SYN and SYN-ACK, options from `syn_option_bytes`).
+`tests/wire/test_fastpath.py` holds all of them to the general codec.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import struct
 
 from utcp.wire import checksum
 from utcp.wire.checksum import checksum_of, ipv4_tcp_verifies
-from utcp.wire.packet import F_ACK, F_PSH, IPPROTO_TCP, Nop, TcpFlags, TcpSegment, Timestamps
+from utcp.wire.packet import F_ACK, F_FIN, F_PSH, IPPROTO_TCP, Nop, TcpFlags, TcpSegment, Timestamps
 
 # IPv4 (20 bytes, no options) + the TCP header up to the window: version/IHL, total length, flags and
 # fragment offset, protocol, source, destination, ports, seq, ack, data offset + flags, window.
@@ -26,16 +26,17 @@ _HEAD = struct.Struct("!BxHxxHxB2x4s4sHHIIHH")
 _TS = struct.Struct("!III")  # NOP NOP kind=8 len=10, TSval, TSecr
 _NOP_NOP_TS = 0x0101080A
 _ACK, _ACK_PSH = F_ACK, F_ACK | F_PSH
+_PLAIN_FLAGS = (_ACK, _ACK_PSH, _ACK | F_FIN, _ACK_PSH | F_FIN)
 _FRAGMENT_BITS = 0x3FFF  # MF + fragment offset (DF is fine)
 _DOFF_PLAIN = 5 << 12
 _DOFF_TS = 8 << 12
 
-# (src, dst, src_port, dst_port, seq, ack, window, tsval or -1, tsecr or -1, payload offset)
-PlainSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int]
+# (src, dst, src_port, dst_port, seq, ack, window, tsval or -1, tsecr or -1, payload offset, flags)
+PlainSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int, int]
 
 
 def plain_segment(raw: bytes, verify_checksums: bool = True) -> PlainSegment | None:
-    """The fields of a plain data segment or pure ACK, or None if `raw` is any other shape.
+    """The fields of a plain segment (data, pure ACK, FIN), or None if `raw` is any other shape.
 
     With `verify_checksums`, a bad IPv4 or TCP checksum also gives None (the general parser then
     reports it); without, checksums are trusted (packets the local kernel wrote into a TUN device).
@@ -47,7 +48,7 @@ def plain_segment(raw: bytes, verify_checksums: bool = True) -> PlainSegment | N
     if vihl != 0x45 or proto != IPPROTO_TCP or frag & _FRAGMENT_BITS or total != n:
         return None
     flags = offflags & 0xFFF
-    if flags not in (_ACK, _ACK_PSH):
+    if flags not in _PLAIN_FLAGS:
         return None
     doff = offflags & 0xF000
     if doff == _DOFF_TS:
@@ -64,10 +65,10 @@ def plain_segment(raw: bytes, verify_checksums: bool = True) -> PlainSegment | N
         return None
     if verify_checksums and not ipv4_tcp_verifies(raw, n):
         return None
-    return (src, dst, sport, dport, seq, ack, window, tsval, tsecr, start)
+    return (src, dst, sport, dport, seq, ack, window, tsval, tsecr, start, flags)
 
 
-_FLAG_VALUES = {_ACK: TcpFlags(_ACK), _ACK_PSH: TcpFlags(_ACK_PSH)}
+_FLAG_VALUES = {flags: TcpFlags(flags) for flags in _PLAIN_FLAGS}
 _NOP = Nop()
 _URGENT = struct.Struct("!H")
 
@@ -75,14 +76,14 @@ _URGENT = struct.Struct("!H")
 def plain_tcp_segment(raw: bytes, shape: PlainSegment) -> TcpSegment:
     """The TcpSegment `codec.parse_ipv4(raw)` holds, for a packet `plain_segment` accepted (`shape`):
     built from the fields already read, with no second parse or checksum pass."""
-    _, _, sport, dport, seq, ack, window, tsval, tsecr, start = shape
+    _, _, sport, dport, seq, ack, window, tsval, tsecr, start, flags = shape
     options = () if start == 40 else (_NOP, _NOP, Timestamps(tsval, tsecr))
     return TcpSegment(
         sport,
         dport,
         seq,
         ack,
-        _FLAG_VALUES[raw[33]],
+        _FLAG_VALUES[flags],
         window,
         options,
         raw[start:],
