@@ -142,3 +142,17 @@ def test_scoreboard_merges_and_finds_holes() -> None:
     assert sb.lost_boundary(5) == 35
     sb.advance(25)
     assert (sb.ranges(), sb.sacked) == ([(25, 40)], 15)
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 70_000)), max_size=30))
+def test_send_buffer_end_is_start_plus_what_is_queued(ops: list[tuple[bool, int]]) -> None:
+    # `end` is kept, not worked out: it must stay start + queued bytes through appends, releases and
+    # compactions (a release of 64 KiB or more compacts the array)
+    b = SendBuffer(1)
+    for append, n in ops:
+        if append:
+            b.append(bytes(n))
+        else:
+            b.release(b.start + n)
+        assert b.end == b.start + len(b) == b.start + len(b._buf) - b._head

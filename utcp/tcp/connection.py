@@ -2142,15 +2142,15 @@ class Connection:
         what cannot change between them worked out once: the window field (`_select_window` gives the
         same value again while nothing is received or read), the timestamps, the ACK number, the RTO.
         Returns whether anything was sent; `_send_new` then goes on from where this stopped."""
-        if self._fin_abs is not None:
-            return False
-        encoder = self._wire_encoder()
-        if encoder is None:
-            return False
         mss = max(self._mss, 1)  # _data_mss without SACK blocks (the encoder implies none)
         sbuf = self._sbuf
         start = self._snd_nxt
         data_end = sbuf.end
+        if start + mss > data_end or self._fin_abs is not None:
+            return False  # less than a full segment queued (the common request/response case), or a FIN
+        encoder = self._wire_encoder()
+        if encoder is None:
+            return False
         una = self._snd_una
         right = una + self._snd_wnd  # RFC 9293 3.8.6.2.1: the usable window's right edge
         cwnd = self._cc.cwnd
@@ -2425,10 +2425,16 @@ class Connection:
     # =====================================================================================================
 
     def _next_deadline(self) -> float | None:
-        best: float | None = None
-        for t in (self._t_rtx, self._t_delack, self._t_keepalive, self._t_close):
-            if t is not None and (best is None or t < best):
-                best = t
+        best = self._t_rtx
+        t = self._t_delack
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._t_keepalive
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._t_close
+        if t is not None and (best is None or t < best):
+            best = t
         return best
 
     def _on_timer(self, now: float) -> None:

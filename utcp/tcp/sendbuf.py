@@ -15,24 +15,23 @@ _COMPACT_MIN = 64 * 1024
 class SendBuffer:
     """Queued bytes from offset `start` (the oldest unacknowledged byte) to `end` (exclusive)."""
 
-    __slots__ = ("_buf", "_head", "start")
+    __slots__ = ("_buf", "_head", "end", "start")
 
     def __init__(self, start: int) -> None:
         self._buf = bytearray()
         self._head = 0  # index in _buf of offset `start`
         self.start = start
+        # offset one past the newest queued byte: start + len(_buf) - _head, kept rather than worked
+        # out (read on every send decision); only append moves it
+        self.end = start
 
     def __len__(self) -> int:
         return len(self._buf) - self._head
 
-    @property
-    def end(self) -> int:
-        """Offset one past the newest queued byte."""
-        return self.start + len(self._buf) - self._head
-
     def append(self, data: bytes | bytearray | memoryview) -> None:
         """Queue bytes at the end."""
         self._buf += data
+        self.end += len(data)
 
     def peek(self, offset: int, length: int) -> bytes:
         """A copy of `length` bytes from stream offset `offset` (clipped to what is queued)."""
