@@ -1009,6 +1009,8 @@ class Connection:
                 return False  # text or FIN after the peer's FIN (retransmissions): the general path
         else:
             return False
+        # Linux tcp_rcv_established's prediction: in order, no recovery, nothing held out of order or
+        # SACKed, no probe, held ACK or pending RST (each brings rules of its own)
         if (
             self._ca_state != _CA_OPEN
             or self._ofo.size
