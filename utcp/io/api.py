@@ -248,8 +248,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             with contextlib.suppress(TcpUsageError, ConnectionFailed):
                 self._conn.close()
             self._runtime.kick()
-            if self._watch.lot:  # wake our own blocked calls: they raise ClosedResourceError
-                self._watch.lot.unpark_all()
+            self._watch.wake()  # our own blocked calls raise ClosedResourceError
         await _close_checkpoint()
 
     def abort(self) -> None:
@@ -259,7 +258,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             with contextlib.suppress(TcpUsageError, ConnectionFailed):
                 self._conn.abort()
             self._runtime.kick()
-            self._watch.lot.unpark_all()
+            self._watch.wake()
 
 
 class UtcpListener(trio.abc.Listener[UtcpStream]):
