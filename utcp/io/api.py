@@ -292,7 +292,8 @@ class UtcpListener(trio.abc.Listener[UtcpStream]):
                 raise trio.ClosedResourceError("listener is closed")
             conn = self._listener.accept()
             if conn is not None:
-                self._runtime.kick()  # accepting may free backlog room
+                # No kick: taking a connection off the accept queue sends nothing (a SYN dropped on a
+                # full queue is the client's to retransmit, as on Linux).
                 if not parked:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return UtcpStream(self._runtime, conn)
