@@ -329,7 +329,7 @@ class HostRuntime:
         self._maybe_wake_driver()
 
     def watch(self, conn: Connection) -> ConnectionWatch:
-        """Start routing `conn`'s events to a ParkingLot its stream waits on."""
+        """Start routing `conn`'s events to the tasks its stream waits in."""
         key = id(conn)
         watch = self._watches.get(key)
         if watch is None:
