@@ -11,8 +11,9 @@ import trio
 import trio.testing
 
 from utcp.io.memory import memory_link_pair
-from utcp.io.runtime import HostRuntime
+from utcp.io.runtime import ConnectionWatch, HostRuntime
 from utcp.sim.impair import Impairment, RandomImpairment
+from utcp.tcp.host import Host
 from utcp.wire.codec import build_ipv4, parse_ipv4
 from utcp.wire.packet import IPv4Packet, TcpFlags, TcpSegment
 from utcp.wire.pcap import read_pcap
@@ -197,3 +198,30 @@ async def test_an_engine_error_on_one_packet_is_counted_not_fatal() -> None:
             await theirs.receive_batch()
         assert runtime.stats["receive_errors"] == 1
         assert len(host.received) == 1
+
+
+async def test_connection_watch_wakes_its_waiters_and_forgets_cancelled_ones() -> None:
+    host = Host(addresses=["198.18.0.1"], seed=1)
+    watch = ConnectionWatch(host.connect("198.18.0.2", 80, 0.0))
+    woken: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await watch.wait()
+        woken.append(name)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "a")
+        cancelled = trio.CancelScope()
+
+        async def cancelled_waiter() -> None:
+            with cancelled:
+                await waiter("cancelled")
+
+        nursery.start_soon(cancelled_waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        cancelled.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        watch.wake()
+        watch.wake()  # nobody left: nothing to do
+    assert woken == ["a"]
+    assert cancelled.cancelled_caught

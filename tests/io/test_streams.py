@@ -159,3 +159,57 @@ async def test_aclose_with_a_deadline_already_past_is_cancelled() -> None:
                 await server.aclose()
         assert scope.cancelled_caught
         await client.aclose()
+
+
+async def test_calls_that_block_are_checkpoints_and_cancellable() -> None:
+    # A call that waited returns without a second scheduler trip (as trio's socket calls do): the wait
+    # was its checkpoint. It must still count as one, and a cancel during the wait must interrupt it.
+    async with host_pair() as (rt_a, rt_b):
+        (listener,) = await open_tcp_listeners(rt_b, 0)
+        accepted: list[UtcpStream] = []
+
+        async def accept_blocked() -> None:
+            with trio.testing.assert_checkpoints():
+                accepted.append(await listener.accept())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accept_blocked)
+            await trio.testing.wait_all_tasks_blocked()
+            client = await open_tcp_stream(rt_a, B_ADDRESS, listener.port)
+        (server,) = accepted
+
+        async def send_later() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            await client.send_all(b"hello")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_later)
+            with trio.testing.assert_checkpoints():
+                assert await server.receive_some(5) == b"hello"
+
+        with trio.move_on_after(0.05) as scope:
+            await server.receive_some(5)  # nothing comes: blocked until cancelled
+        assert scope.cancelled_caught
+        with trio.move_on_after(0.05) as scope:
+            await listener.accept()
+        assert scope.cancelled_caught
+
+        # send_all blocked on a full send buffer returns once it fits, a checkpoint all the same
+        small = TcpConfig(recv_buffer=4096, send_buffer=4096)
+        (small_listener,) = await open_tcp_listeners(rt_b, 0, config=small)
+        sender = await open_tcp_stream(rt_a, B_ADDRESS, small_listener.port, config=small)
+        receiver = await small_listener.accept()
+        got = bytearray()
+
+        async def drain() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            while len(got) < 64 * 1024:
+                got.extend(await receiver.receive_some())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            with trio.testing.assert_checkpoints():
+                await sender.send_all(b"s" * (64 * 1024))
+        assert bytes(got) == b"s" * (64 * 1024)
+        for stream in (client, server, sender, receiver):
+            await stream.aclose()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import trio
+import trio.testing
 
 from tests.kernel.helpers import KERNEL, UTCP
 from utcp.io.tun import TunDevice
@@ -134,3 +135,35 @@ async def test_kernel_syn_is_read_and_our_rst_reaches_the_kernel(namespace: Name
             assert out.strip() == "ConnectionRefusedError"
         finally:
             namespace.terminate(client)
+
+
+async def test_an_answer_written_inside_our_write_is_read_without_waiting(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel answers a SYN to a closed port with an RST inside our write(2): receive_batch reads it
+    # before asking epoll, and is still a checkpoint; with nothing queued it waits and can be cancelled.
+    waits = 0
+    wait_readable = trio.lowlevel.wait_readable
+
+    async def counting_wait(fd: int) -> None:
+        nonlocal waits
+        waits += 1
+        await wait_readable(fd)
+
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, mtu=1400) as tun:
+        syn = IPv4Packet(
+            src=UTCP,
+            dst=KERNEL,
+            payload=TcpSegment(src_port=40000, dst_port=9, seq=1000, ack=0, flags=TcpFlags.SYN, window=1000),
+        )
+        for _ in range(3):
+            assert tun.try_send(build_ipv4(syn))
+            with trio.testing.assert_checkpoints(), trio.fail_after(5):
+                batch = await tun.receive_batch()
+            (rst,) = [parse_ipv4(raw) for raw in batch]
+            assert rst.tcp.flags & TcpFlags.RST and rst.tcp.dst_port == 40000
+        assert waits == 0
+        with trio.move_on_after(0.05) as scope:
+            await tun.receive_batch()
+        assert scope.cancelled_caught

@@ -5,6 +5,9 @@ written for trio's socket streams (`trio.serve_listeners`, `trio.SSLStream`, ...
 utcp host. Errors follow trio's conventions: misuse after close is `trio.ClosedResourceError`,
 conflicting concurrent calls are `trio.BusyResourceError`, and a connection the peer or the network
 ended (RST, retransmission timeout) is `trio.BrokenResourceError` carrying the reason.
+
+Every call is a checkpoint. One that blocked has had its schedule and cancel point in the wait, so, as
+trio's socket calls do, it returns without a second trip through the scheduler.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             if view.ndim != 1 or view.format not in ("B", "b", "c"):
                 view = view.cast("B")
             conn, runtime = self._conn, self._runtime
+            parked = False
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("stream was closed while sending")
@@ -161,7 +165,9 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                     if accepted:
                         continue
                 await self._watch.wait()
-            await trio.lowlevel.cancel_shielded_checkpoint()
+                parked = True
+            if not parked:
+                await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         if self._closed:
@@ -169,13 +175,16 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         with self._send_conflict:
             await trio.lowlevel.checkpoint_if_cancelled()
             conn = self._conn
+            parked = False
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("stream was closed while waiting")
                 if self._eof_sent or conn.send_space > 0 or _broken(conn, self._watch) is not None:
                     break
                 await self._watch.wait()
-            await trio.lowlevel.cancel_shielded_checkpoint()
+                parked = True
+            if not parked:
+                await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
         if self._closed:
@@ -207,6 +216,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         with self._receive_conflict:
             await trio.lowlevel.checkpoint_if_cancelled()
             conn = self._conn
+            parked = False
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("stream was closed while receiving")
@@ -224,7 +234,9 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                     data = b""  # closed without error or FIN (cannot normally happen): end of stream
                     break
                 await self._watch.wait()
-            await trio.lowlevel.cancel_shielded_checkpoint()
+                parked = True
+            if not parked:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
     # -- closing ------------------------------------------------------------------------------------
@@ -236,8 +248,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             with contextlib.suppress(TcpUsageError, ConnectionFailed):
                 self._conn.close()
             self._runtime.kick()
-            if self._watch.lot:  # wake our own blocked calls: they raise ClosedResourceError
-                self._watch.lot.unpark_all()
+            self._watch.wake()  # our own blocked calls raise ClosedResourceError
         await _close_checkpoint()
 
     def abort(self) -> None:
@@ -247,7 +258,7 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             with contextlib.suppress(TcpUsageError, ConnectionFailed):
                 self._conn.abort()
             self._runtime.kick()
-            self._watch.lot.unpark_all()
+            self._watch.wake()
 
 
 class UtcpListener(trio.abc.Listener[UtcpStream]):
@@ -275,15 +286,19 @@ class UtcpListener(trio.abc.Listener[UtcpStream]):
 
     async def accept(self) -> UtcpStream:
         await trio.lowlevel.checkpoint_if_cancelled()
+        parked = False
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("listener is closed")
             conn = self._listener.accept()
             if conn is not None:
-                self._runtime.kick()  # accepting may free backlog room
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                # No kick: taking a connection off the accept queue sends nothing (a SYN dropped on a
+                # full queue is the client's to retransmit, as on Linux).
+                if not parked:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return UtcpStream(self._runtime, conn)
             await self._lot.park()
+            parked = True
 
     async def aclose(self) -> None:
         if not self._closed:

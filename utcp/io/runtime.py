@@ -108,13 +108,17 @@ _NO_LOG = _NoLog()
 
 
 class ConnectionWatch:
-    """What the runtime knows about a connection someone is waiting on, plus where they wait."""
+    """What the runtime knows about a connection someone is waiting on, plus who waits.
 
-    __slots__ = ("closed", "conn", "connected", "log", "lot", "reset_reason")
+    The waiters are a plain list (a stream has at most a sender, a receiver and an aclose at once):
+    a trio ParkingLot per connection costs more to build, to park in and to empty than the
+    handshake's option parsing."""
+
+    __slots__ = ("_waiters", "closed", "conn", "connected", "log", "reset_reason")
 
     def __init__(self, conn: Connection, log: Any = None) -> None:
         self.conn = conn
-        self.lot = trio.lowlevel.ParkingLot()
+        self._waiters: list[trio.lowlevel.Task] = []
         self.connected = conn.state not in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED, TcpState.CLOSED)
         self.reset_reason: str | None = None
         self.closed = False
@@ -123,7 +127,25 @@ class ConnectionWatch:
         self.log = log
 
     async def wait(self) -> None:
-        await self.lot.park()
+        """Block until `wake()` (a cancel point: a cancelled waiter leaves the list)."""
+        task = trio.lowlevel.current_task()
+        waiters = self._waiters
+        waiters.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            waiters.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        """Reschedule every task blocked in `wait()`."""
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            reschedule = trio.lowlevel.reschedule
+            for task in waiters:
+                reschedule(task)
 
 
 class HostRuntime:
@@ -307,7 +329,7 @@ class HostRuntime:
         self._maybe_wake_driver()
 
     def watch(self, conn: Connection) -> ConnectionWatch:
-        """Start routing `conn`'s events to a ParkingLot its stream waits on."""
+        """Start routing `conn`'s events to the tasks its stream waits in."""
         key = id(conn)
         watch = self._watches.get(key)
         if watch is None:
@@ -391,10 +413,10 @@ class HostRuntime:
     # -- the pump -----------------------------------------------------------------------------------
     def _next_wakeup(self) -> float | None:
         wake = self.host.next_deadline()
-        # impairment delay queues: only with impair_inbound / impair_outbound
-        for queue in (self._delayed_in, self._delayed_out):
-            if queue and (wake is None or queue[0][0] < wake):
-                wake = queue[0][0]
+        if self._delayed_in or self._delayed_out:  # impairment delay queues (impair_inbound/outbound)
+            for queue in (self._delayed_in, self._delayed_out):
+                if queue and (wake is None or queue[0][0] < wake):
+                    wake = queue[0][0]
         return wake
 
     def _maybe_wake_driver(self) -> None:
@@ -577,9 +599,9 @@ class HostRuntime:
                 continue
             conn = event.connection
             watch = watches.get(id(conn))
-            if isinstance(event, DataReceived | SendSpace):
-                if watch is not None and watch.lot:  # an empty lot's unpark_all costs ~1 us
-                    watch.lot.unpark_all()
+            if isinstance(event, DataReceived) or isinstance(event, SendSpace):  # noqa: SIM101 (faster)
+                if watch is not None:
+                    watch.wake()
                 continue
             if logs_info is None:
                 logs_info = self._logs_info()
@@ -611,5 +633,5 @@ class HostRuntime:
                 if watch is not None:
                     watch.closed = True
                     del watches[id(conn)]
-            if watch is not None and watch.lot:
-                watch.lot.unpark_all()
+            if watch is not None:
+                watch.wake()

@@ -77,6 +77,7 @@ class TunDevice:
         self.netns = netns
         self.closed = False
         self.non_ipv4_dropped = 0
+        self._maybe_ready = False  # packets may be queued without epoll having said so (see receive_batch)
         os.set_blocking(self._fd, False)
 
     @classmethod
@@ -122,31 +123,49 @@ class TunDevice:
 
         Non-IPv4 frames (version nibble != 4) are counted in `non_ipv4_dropped` and skipped.
         """
+        if self._maybe_ready and not self.closed:
+            # The kernel answers a packet we write inside that write(2) (a SYN-ACK's ACK, an ACK's
+            # data): read first, and wait in epoll (a registration and a scheduler trip) only if
+            # nothing came. Still a cancel point and a schedule point per batch.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            batch = self._read_queued(max_packets)
+            if batch:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return batch
+        while True:
+            if self.closed:
+                raise trio.ClosedResourceError("TUN device closed")
+            await trio.lowlevel.wait_readable(self._fd)
+            batch = self._read_queued(max_packets)
+            if batch:
+                return batch
+
+    def _read_queued(self, max_packets: int) -> list[bytes]:
+        """Non-blocking reads until the device is empty or `max_packets` were read."""
         batch: list[bytes] = []
         skip = VNET_HDR_LEN if self.gso else 0
         size = READ_SIZE + skip
         fd = self._fd
         read = os.read
         append = batch.append
-        while not batch:
-            if self.closed:
-                raise trio.ClosedResourceError("TUN device closed")
-            await trio.lowlevel.wait_readable(fd)
-            for _ in range(max_packets):
-                try:
-                    data = read(fd, size)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    if self.closed or exc.errno == errno.EBADF:
-                        raise trio.ClosedResourceError("TUN device closed") from None
-                    raise
-                if skip:
-                    data = data[skip:]  # the virtio_net_hdr: nothing in it that we need
-                if not data or data[0] >> 4 != 4:
-                    self.non_ipv4_dropped += 1
-                    continue
-                append(data)
+        # Left True when the limit stopped us: more may be queued.
+        self._maybe_ready = True
+        for _ in range(max_packets):
+            try:
+                data = read(fd, size)
+            except BlockingIOError:
+                self._maybe_ready = False
+                break
+            except OSError as exc:
+                if self.closed or exc.errno == errno.EBADF:
+                    raise trio.ClosedResourceError("TUN device closed") from None
+                raise
+            if skip:
+                data = data[skip:]  # the virtio_net_hdr: nothing in it that we need
+            if not data or data[0] >> 4 != 4:
+                self.non_ipv4_dropped += 1
+                continue
+            append(data)
         return batch
 
     def try_send(self, data: bytes) -> bool:
@@ -160,6 +179,7 @@ class TunDevice:
                 os.write(self._fd, data)
         except BlockingIOError:
             return False
+        self._maybe_ready = True
         return True
 
     def try_send_gso(self, data: bytes, header_len: int, gso_size: int) -> bool:
@@ -171,6 +191,7 @@ class TunDevice:
             os.writev(self._fd, (gso_header(header_len, gso_size), data))
         except BlockingIOError:
             return False
+        self._maybe_ready = True
         return True
 
     async def wait_writable(self) -> None:
