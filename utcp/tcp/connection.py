@@ -2199,8 +2199,8 @@ class Connection:
         """Send offsets [start, end) (data, and the FIN if `end` passes it) as one segment."""
         fin_abs = self._fin_abs
         data_end = self._sbuf.end
-        dend = min(end, data_end)
-        length = max(dend - start, 0)
+        dend = end if end < data_end else data_end
+        length = dend - start if dend > start else 0
         flags = F_ACK
         if length and dend == data_end:
             flags |= F_PSH  # the last segment of what is queued
@@ -2220,7 +2220,8 @@ class Connection:
             payload = self._sbuf.peek(start, length) if length else b""
             opts = self._options(now)
             seg = TcpSegment(self._lport, self._rport, seq, ack, _FLAGS[flags], window, opts, payload)
-        self._snd_nxt = max(self._snd_nxt, end)
+        snd_nxt = self._snd_nxt
+        self._snd_nxt = end if end > snd_nxt else snd_nxt
         if retransmit:
             self._st_rtx_segs += 1
             self._st_rtx_bytes += length
@@ -2396,23 +2397,26 @@ class Connection:
         """The window (bytes) we would advertise now: free buffer space, with receiver SWS avoidance
         (RFC 9293 3.8.6.2.2: move the right edge only by min(RCV.BUFF/2, MSS) or more) and never shrinking
         the right edge (RFC 7323 2.4, RFC 9293 3.8.6.2.2)."""
+        # min/max spelled as comparisons (same values): this runs for every segment sent
         buf = self.config.recv_buffer
-        free = max(0, buf - len(self._rbuf))
-        cur = self._receive_window_now()
+        free = buf - len(self._rbuf)
+        free = free if free > 0 else 0
+        cur = self._rcv_wup + self._rcv_wnd - self._rcv_nxt  # _receive_window_now
+        cur = cur if cur > 0 else 0
         if free <= cur:
             new = cur
-        elif free - cur >= min(buf // 2, self._rcv_mss):
-            new = free
         else:
-            new = cur
+            half, rcv_mss = buf // 2, self._rcv_mss
+            new = free if free - cur >= (rcv_mss if rcv_mss < half else half) else cur
         ws = self._rcv_wscale
-        limit = _MAX_WINDOW << ws
-        new = min(new, limit)
         if ws:
+            limit = _MAX_WINDOW << ws
+            new = limit if new > limit else new
             # Linux __tcp_select_window: ALIGN(free_space, 1 << rcv_wscale) rounds up, so a small free
             # space is not scaled away to zero (and the right edge never moves left)
-            new = min((new + (1 << ws) - 1) >> ws, _MAX_WINDOW) << ws
-        return new
+            scaled = (new + (1 << ws) - 1) >> ws
+            return (scaled if scaled < _MAX_WINDOW else _MAX_WINDOW) << ws
+        return new if new < _MAX_WINDOW else _MAX_WINDOW  # min(new, _MAX_WINDOW << 0)
 
     def _select_window(self) -> int:
         """Window field for an outgoing non-SYN segment; records the advertised right edge (Linux

@@ -766,7 +766,20 @@ class Host:
         self._dirty[conn] = None
 
     def _reschedule(self, conn: Connection) -> None:
-        d = conn._next_deadline() if conn.state is not TcpState.CLOSED else None
+        if conn.state is TcpState.CLOSED:
+            d = None
+        else:
+            # Connection._next_deadline inlined: this runs after every transmit and timer
+            d = conn._t_rtx
+            t = conn._t_delack
+            if t is not None and (d is None or t < d):
+                d = t
+            t = conn._t_keepalive
+            if t is not None and (d is None or t < d):
+                d = t
+            t = conn._t_close
+            if t is not None and (d is None or t < d):
+                d = t
         if d != conn._deadline:
             conn._deadline = d
             if d is not None:
