@@ -51,6 +51,7 @@ from utcp.tcp.state import (
     FIN_ACKED_TRANSITIONS,
     FIN_RECEIVED_TRANSITIONS,
     SHUTDOWN_TRANSITIONS,
+    States,
     TcpState,
 )
 from utcp.wire.fastpath import SegmentEncoder, encode_bare, syn_option_bytes
@@ -75,7 +76,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "ConnectionStats", "Negotiated"]
 
-S = TcpState
+S = States  # not TcpState: its members are read through EnumType.__getattr__ (see States)
 SYN_ACK = F_SYN | F_ACK
 RST_ACK = F_RST | F_ACK
 _FLAGS: tuple[TcpFlags, ...] = tuple(TcpFlags(i) for i in range(256))  # int -> TcpFlags for output

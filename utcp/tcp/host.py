@@ -24,7 +24,7 @@ from utcp.tcp.events import DataReceived, Event, SegmentDropped, SendSpace
 from utcp.tcp.isn import IsnGenerator
 from utcp.tcp.ports import LinuxPortAllocator, PortAllocator
 from utcp.tcp.seq import SEQ_MASK
-from utcp.tcp.state import TcpState
+from utcp.tcp.state import States, TcpState
 from utcp.tcp.syncookies import SynCookies
 from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
@@ -766,7 +766,7 @@ class Host:
         self._dirty[conn] = None
 
     def _reschedule(self, conn: Connection) -> None:
-        if conn.state is TcpState.CLOSED:
+        if conn.state is States.CLOSED:
             d = None
         else:
             # Connection._next_deadline inlined: this runs after every transmit and timer
