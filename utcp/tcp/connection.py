@@ -2078,8 +2078,11 @@ class Connection:
                     break
                 sent = True
             return sent
-        if self._send_bulk(now):
-            sent = True
+        # _send_bulk's first test, before the call: less than a full segment queued (request/response)
+        # or a FIN queued leaves it at once
+        mss = self._mss
+        if self._snd_nxt + (mss if mss > 1 else 1) <= self._sbuf.end and self._fin_abs is None:
+            sent = self._send_bulk(now)
         while self._send_new(now, None):
             sent = True
         return sent
@@ -2208,13 +2211,15 @@ class Connection:
         if fin_abs is not None and end > fin_abs:
             flags |= F_FIN
         seq = (self.iss + start) & SEQ_MASK
-        ack = self.rcv_nxt
+        ack = (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT (the rcv_nxt property, inlined)
         window = self._select_window()  # records the window it advertises: once per segment
         encoder = self._wire_encoder()
         if encoder is not None:  # the same segment, encoded at once (Host.wire_output)
             buf, i, j = self._sbuf.locate(start, length) if length else (b"", 0, 0)
+            ident = self._ip_id  # _next_ip_id, inlined
+            self._ip_id = (ident + 1) & 0xFFFF
             raw = encoder.encode(
-                self._next_ip_id(), seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
+                ident, seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
             )
             seg = None
         else:
@@ -2237,7 +2242,9 @@ class Connection:
             self._host._send_wire(raw, retransmit)
         else:
             self._emit(seg, retransmit=retransmit)
-        self._on_ack_sent()
+        # _on_ack_sent, inlined (once per segment sent)
+        self._ack_now = self._ack_batch = self._ack_pending = False
+        self._t_delack = self._dsack = None
         if self._t_rtx is None or self._rtx_is_persist:
             self._t_rtx = now + self._rtt.rto
             self._rtx_is_persist = False
@@ -2276,13 +2283,17 @@ class Connection:
         if encoder is None:
             self._emit(self._build_ack(now))
             return
-        # _build_ack's segment, encoded at once (Host.wire_output)
+        # _build_ack's segment, encoded at once (Host.wire_output); _next_ip_id, the snd_nxt and
+        # rcv_nxt properties and _on_ack_sent inlined (a pure ACK per request/response)
         window = self._select_window()
+        ident = self._ip_id
+        self._ip_id = (ident + 1) & 0xFFFF
         raw = encoder.encode(
-            self._next_ip_id(), self.snd_nxt, self.rcv_nxt, F_ACK, window, self.tsval_at(now),
-            self._ts_recent, b"", 0, 0,
+            ident, (self.iss + self._snd_nxt) & SEQ_MASK, (self.irs + self._rcv_nxt) & SEQ_MASK, F_ACK,
+            window, self.tsval_at(now), self._ts_recent, b"", 0, 0,
         )  # fmt: skip
-        self._on_ack_sent()
+        self._ack_now = self._ack_batch = self._ack_pending = False
+        self._t_delack = self._dsack = None
         self._st_segs_out += 1
         self._host._send_wire(raw)
 
