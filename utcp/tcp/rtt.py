@@ -20,7 +20,8 @@ class RttEstimator:
         self.rttvar = 0.0
         self.min_rto = min_rto
         self.max_rto = max_rto
-        self.base_rto = min(max(initial_rto, min_rto), max_rto)  # RFC 6298 2.1
+        rto = min_rto if min_rto > initial_rto else initial_rto  # RFC 6298 2.1: min(max(...)) spelled out
+        self.base_rto = max_rto if max_rto < rto else rto
         self.backoff = 0
 
     @property
