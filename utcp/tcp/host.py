@@ -270,7 +270,10 @@ class Host:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """`packets_to_send`, encoded (codec.build_ipv4): with `wire_output`, plain segments are already
         bytes and cost no value on the way."""
-        return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in self._drain(now)]
+        out = self._drain(now)
+        if not out:
+            return []  # an empty batch: no comprehension to run (a call on Python 3.11)
+        return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in out]
 
     def _drain(self, now: float) -> list[IPv4Packet | bytes]:
         self._now = now
@@ -320,6 +323,8 @@ class Host:
     def events(self) -> list[Event]:
         """Drain the events produced since the last call."""
         evs = self._events
+        if not evs:
+            return []  # a fresh list, as below; ours stays empty
         self._events = []
         for ev in evs:
             if type(ev) is DataReceived:
