@@ -105,6 +105,7 @@ _TS_HZ = 1000  # TSval ticks per second (RFC 7323 5.4: 1 ms)
 _TS_OPT_LEN = 12  # NOP NOP TS
 _MIN_SND_MSS = 48  # Linux TCP_MIN_SND_MSS: a peer MSS below this is raised to it
 _MAX_WINDOW = 65535
+_SEQ_HALF = 0x80000000  # seq_diff inlined on the fast paths: ((a - b + half) & mask) - half
 
 
 @dataclass(frozen=True, slots=True)
@@ -892,7 +893,7 @@ class Connection:
             # Everything else (the every-second-segment ACK, data the peer's ACK lets us send) waits
             # for packets_to_send(): a runtime that feeds a whole batch of reads first sends one
             # cumulative ACK and one burst per batch instead of one per segment.
-            self._host._mark_dirty(self)
+            self._host._dirty[self] = None  # Host._mark_dirty, inlined (once per segment received)
         elif self.state is not _CLOSED:
             self._transmit(now)
         self._host._reschedule(self)
@@ -958,7 +959,7 @@ class Connection:
         if self._ts_ok:
             # PAWS against the SYN's TSval (Linux tcp_paws_reject, RFC 7323 5.3 R1) passes trivially for
             # a TSval not older than TS.Recent (policy windows are >= 0)
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
             first, last = self._syn_tsval, self._syn_tsval_last
             if (
@@ -1057,7 +1058,7 @@ class Connection:
         ):
             return False
         snd_una = self._snd_una
-        acked = seq_diff(ack, (self.iss + snd_una) & SEQ_MASK)  # SEG.ACK - SND.UNA
+        acked = ((ack - self.iss - snd_una + _SEQ_HALF) & SEQ_MASK) - _SEQ_HALF  # seq_diff(SEG.ACK, SND.UNA)
         if acked == 0:
             # RFC 9293 3.10.7.4: only a FIN acking nothing, nothing in flight (no duplicate-ACK or loss
             # rules), the same window (only SND.WL1 can move)
@@ -1067,7 +1068,7 @@ class Connection:
             return False  # old or unsent: policy.check_ack decides
         if self._ts_ok:
             # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
         elif tsval >= 0:
             return False
@@ -1151,7 +1152,7 @@ class Connection:
         ):
             return False
         snd_una = self._snd_una
-        acked = seq_diff(ack, (self.iss + snd_una) & SEQ_MASK)  # SEG.ACK - SND.UNA
+        acked = ((ack - self.iss - snd_una + _SEQ_HALF) & SEQ_MASK) - _SEQ_HALF  # seq_diff(SEG.ACK, SND.UNA)
         if acked == 0:
             # RFC 9293 3.10.7.4: nothing acked, nothing in flight (no duplicate-ACK or loss rules), and
             # the same window: only SND.WL1 can move
@@ -1161,7 +1162,7 @@ class Connection:
             return False  # old or unsent (policy.check_ack decides), SACKed data, or our FIN: general path
         if self._ts_ok:
             # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
         elif tsval >= 0:
             return False
@@ -1222,12 +1223,12 @@ class Connection:
         ):
             return False
         snd_una = self._snd_una
-        acked = seq_diff(ack, self.snd_una)
+        acked = ((ack - self.iss - snd_una + _SEQ_HALF) & SEQ_MASK) - _SEQ_HALF  # seq_diff(SEG.ACK, SND.UNA)
         if acked <= 0 or snd_una + acked > self._snd_nxt:
             return False  # duplicate (RFC 5681 counting), old, or unsent: policy.check_ack decides
         if self._ts_ok:
             # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
         elif tsval >= 0:
             return False
@@ -2455,7 +2456,7 @@ class Connection:
         the right edge (RFC 7323 2.4, RFC 9293 3.8.6.2.2)."""
         # min/max spelled as comparisons (same values): this runs for every segment sent
         buf = self.config.recv_buffer
-        free = buf - len(self._rbuf)
+        free = buf - self._rbuf._size  # len(self._rbuf) without the __len__ call
         free = free if free > 0 else 0
         cur = self._rcv_wup + self._rcv_wnd - self._rcv_nxt  # _receive_window_now
         cur = cur if cur > 0 else 0
