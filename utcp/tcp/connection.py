@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from socket import inet_aton
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from utcp.policy.base import Decision, Policy, Verdict
 from utcp.tcp.config import TcpConfig
@@ -51,6 +51,7 @@ from utcp.tcp.state import (
     FIN_ACKED_TRANSITIONS,
     FIN_RECEIVED_TRANSITIONS,
     SHUTDOWN_TRANSITIONS,
+    States,
     TcpState,
 )
 from utcp.wire.fastpath import SegmentEncoder, encode_bare, syn_option_bytes
@@ -75,7 +76,21 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "ConnectionStats", "Negotiated"]
 
-S = TcpState
+# The states as module constants, read several times per segment: a global read costs least (TcpState.X
+# goes through EnumType.__getattr__ on Python 3.11, ~10x; States.X is a class-attribute lookup).
+S = States
+_CLOSED: Final = S.CLOSED
+_LISTEN: Final = S.LISTEN
+_SYN_SENT: Final = S.SYN_SENT
+_SYN_RECEIVED: Final = S.SYN_RECEIVED
+_ESTABLISHED: Final = S.ESTABLISHED
+_FIN_WAIT_1: Final = S.FIN_WAIT_1
+_FIN_WAIT_2: Final = S.FIN_WAIT_2
+_CLOSE_WAIT: Final = S.CLOSE_WAIT
+_CLOSING: Final = S.CLOSING
+_LAST_ACK: Final = S.LAST_ACK
+_TIME_WAIT: Final = S.TIME_WAIT
+
 SYN_ACK = F_SYN | F_ACK
 RST_ACK = F_RST | F_ACK
 _FLAGS: tuple[TcpFlags, ...] = tuple(TcpFlags(i) for i in range(256))  # int -> TcpFlags for output
@@ -90,6 +105,7 @@ _TS_HZ = 1000  # TSval ticks per second (RFC 7323 5.4: 1 ms)
 _TS_OPT_LEN = 12  # NOP NOP TS
 _MIN_SND_MSS = 48  # Linux TCP_MIN_SND_MSS: a peer MSS below this is raised to it
 _MAX_WINDOW = 65535
+_SEQ_HALF = 0x80000000  # seq_diff inlined on the fast paths: ((a - b + half) & mask) - half
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +145,7 @@ class ConnectionStats:
 
 # The plain shapes header prediction takes (utcp.wire.fastpath.plain_segment), and the states it serves.
 _FAST_FLAGS = frozenset((F_ACK, F_ACK | F_PSH, F_ACK | F_FIN, F_ACK | F_PSH | F_FIN))
-_FAST_STATES = frozenset((S.ESTABLISHED, S.SYN_RECEIVED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK))
+_FAST_STATES = frozenset((_ESTABLISHED, _SYN_RECEIVED, _FIN_WAIT_1, _FIN_WAIT_2, _CLOSING, _LAST_ACK))
 # The stock segment checks: a policy that keeps them lets the header-prediction fast paths run.
 _BASE_CHECK_PAWS = Policy.check_paws
 _BASE_CHECK_ACK = Policy.check_ack
@@ -274,7 +290,7 @@ class Connection:
         self.config = config
         self.policy = policy
         self.listener = listener
-        self.state = S.CLOSED
+        self.state = _CLOSED
         self.error: ConnectionFailed | None = None
         # Host(toa="getpeername"): the client address the LB's TOA option carried (toa.ko sk_user_data)
         self.toa_peer: tuple[str, int] | None = None
@@ -314,11 +330,15 @@ class Connection:
 
         # --- options ---
         base_mss = config.mss if config.mss is not None else mtu_mss
-        self._adv_mss = max(min(base_mss, 65535), 88)  # the MSS we advertise
+        # min()/max() spelled as comparisons in the per-connection paths (same values; a builtin call each)
+        adv_mss = base_mss if base_mss < 65535 else 65535
+        self._adv_mss = adv_mss = adv_mss if adv_mss > 88 else 88  # the MSS we advertise
         self._mtu_mss = mtu_mss
         self._peer_mss = TCP_MSS_DEFAULT
-        self._mss = min(TCP_MSS_DEFAULT, mtu_mss)  # payload per segment (set after the handshake)
-        self._rcv_mss = min(TCP_MSS_DEFAULT, self._adv_mss)  # estimate of the peer's segment size
+        # payload per segment (set after the handshake)
+        self._mss = mtu_mss if mtu_mss < TCP_MSS_DEFAULT else TCP_MSS_DEFAULT
+        # estimate of the peer's segment size
+        self._rcv_mss = adv_mss if adv_mss < TCP_MSS_DEFAULT else TCP_MSS_DEFAULT
         self._snd_wscale = 0
         self._rcv_wscale = 0
         self._ws_ok = False
@@ -401,9 +421,11 @@ class Connection:
     @property
     def send_space(self) -> int:
         """Bytes `send` would accept now (config.send_buffer minus unacknowledged and unsent bytes)."""
-        if self._wr_shutdown or self.state in (S.CLOSED, S.TIME_WAIT, S.LISTEN):
+        if self._wr_shutdown or self.state in (_CLOSED, _TIME_WAIT, _LISTEN):
             return 0
-        return max(0, self.config.send_buffer - (self._sbuf.end - max(self._snd_una, 1)))
+        una = self._snd_una
+        space = self.config.send_buffer - (self._sbuf.end - (una if una > 1 else 1))
+        return space if space > 0 else 0
 
     @property
     def negotiated(self) -> Negotiated:
@@ -444,8 +466,7 @@ class Connection:
             return b""
         before = self._receive_window_now()
         small = (
-            self.state in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2)
-            and 2 * before <= self.config.recv_buffer
+            self.state in (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2) and 2 * before <= self.config.recv_buffer
         )
         # A window that could already double before this read (the 16-bit SYN window gives way to the
         # scaled one after the handshake) is not this read's doing: the next segment carries it. Linux
@@ -466,9 +487,10 @@ class Connection:
             raise self.error
         if self._wr_shutdown:
             raise TcpUsageError("send after shutdown")
-        if self.state in (S.CLOSED, S.LISTEN, S.TIME_WAIT):
+        if self.state in (_CLOSED, _LISTEN, _TIME_WAIT):
             raise TcpUsageError(f"send in state {self.state.name}")
-        n = min(len(data), self.send_space)
+        n, space = len(data), self.send_space
+        n = space if space < n else n
         if n <= 0:
             return 0
         self._sbuf.append(data[:n] if n < len(data) else data)
@@ -479,10 +501,10 @@ class Connection:
         """Half-close: a FIN follows the queued data; receiving goes on (RFC 9293 3.10.4, tcp_shutdown)."""
         if self._wr_shutdown:
             return
-        if self.state in (S.CLOSED, S.LISTEN):
+        if self.state in (_CLOSED, _LISTEN):
             raise TcpUsageError(f"shutdown in state {self.state.name}")
         self._wr_shutdown = True
-        if self.state in (S.SYN_SENT, S.SYN_RECEIVED):
+        if self.state in (_SYN_SENT, _SYN_RECEIVED):
             return  # the FIN is queued until ESTABLISHED (RFC 9293 3.10.4: "queue for processing")
         nxt = SHUTDOWN_TRANSITIONS.get(self.state)
         if nxt is not None:
@@ -491,23 +513,23 @@ class Connection:
     def close(self) -> None:
         """Full close (RFC 9293 3.10.4). With unread data an RST replaces the FIN (Linux tcp_close,
         TCPAbortOnClose). The connection goes on in the background (FIN-WAIT, TIME-WAIT)."""
-        if self.state is S.CLOSED:
+        if self.state is _CLOSED:
             return
         self._orphan = True
         self._wr_shutdown = True
-        if self._rbuf and self.state not in (S.SYN_SENT, S.TIME_WAIT):
+        if self._rbuf and self.state not in (_SYN_SENT, _TIME_WAIT):
             self._host._count("TCPAbortOnClose")
             self._abort_with_rst(None, "closed with unread data")
             return
-        if self.state is S.SYN_SENT:
+        if self.state is _SYN_SENT:
             self._terminate(None, None)  # RFC 9293 3.10.4 SYN-SENT: delete the TCB
             return
-        if self.state is S.SYN_RECEIVED:
+        if self.state is _SYN_RECEIVED:
             return  # the FIN follows once ESTABLISHED (RFC 9293 3.10.4 SYN-RECEIVED: queue it)
         nxt, fin = CLOSE_TRANSITIONS[self.state]
         if fin:
             self._queue_fin(nxt)
-        elif self.state is S.FIN_WAIT_2:
+        elif self.state is _FIN_WAIT_2:
             # an orphaned FIN-WAIT-2 lives tcp_fin_timeout (Linux tcp_close)
             self._t_close = self._host._now + self.config.fin_wait2_timeout
             self._host._reschedule(self)
@@ -516,13 +538,13 @@ class Connection:
         """RST now (when synchronized), state CLOSED (RFC 9293 3.10.5 ABORT; Linux tcp_disconnect, which
         resets ESTABLISHED, CLOSE-WAIT, FIN-WAIT-1/2 and SYN-RECEIVED, and CLOSING/LAST-ACK with unsent
         data; as SO_LINGER 0 close() it counts TCPAbortOnData)."""
-        if self.state is S.CLOSED:
+        if self.state is _CLOSED:
             return
         self._orphan = True
         self._wr_shutdown = True
         state = self.state
-        send_rst = state in (S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.FIN_WAIT_2) or (
-            state in (S.CLOSING, S.LAST_ACK) and self._snd_nxt != self._send_end()
+        send_rst = state in (_SYN_RECEIVED, _ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _FIN_WAIT_2) or (
+            state in (_CLOSING, _LAST_ACK) and self._snd_nxt != self._send_end()
         )
         if send_rst:
             self._host._count("TCPAbortOnData")
@@ -581,12 +603,12 @@ class Connection:
         if ack is None:
             ack = self.rcv_nxt if bits & F_ACK else 0
         if window is None:
-            if self.state in (S.SYN_SENT, S.CLOSED) and not self._ws_ok:
+            if self.state in (_SYN_SENT, _CLOSED) and not self._ws_ok:
                 window = min(self.config.recv_buffer, _MAX_WINDOW)
             else:
                 window = min(self._window_candidate() >> self._rcv_wscale, _MAX_WINDOW)
         if options is None:
-            uses_ts = self._ts_ok or (self.state is S.SYN_SENT and self.config.timestamps)
+            uses_ts = self._ts_ok or (self.state is _SYN_SENT and self.config.timestamps)
             if tsval == "none" or (tsval == "auto" and not uses_ts):
                 options = ()
             else:
@@ -706,9 +728,10 @@ class Connection:
 
     def _open_active(self, now: float) -> None:
         """OPEN call, active (RFC 9293 3.10.1): SYN-SENT, send <SEQ=ISS><CTL=SYN>."""
-        self._set_state(S.SYN_SENT)
+        self._set_state(_SYN_SENT)
         self._host._count("ActiveOpens")
-        self._rcv_wnd = min(self.config.recv_buffer, _MAX_WINDOW)
+        recv_buffer = self.config.recv_buffer
+        self._rcv_wnd = recv_buffer if recv_buffer < _MAX_WINDOW else _MAX_WINDOW
         self._send_syn(now, ack=False)
 
     def _open_passive(self, seg: TcpSegment, now: float, *, send_synack: bool = True) -> None:
@@ -718,12 +741,13 @@ class Connection:
         SYN-ACK carries (tcp_synack_options mirrors the SYN). `send_synack=False`: the SYN-ACK already
         went out statelessly (a SYN cookie, Linux cookie_v4_check rebuilding the request)."""
         self._request = True
-        self._set_state(S.SYN_RECEIVED)
+        self._set_state(_SYN_RECEIVED)
         self._take_peer_syn(seg, now)
         self._snd_wnd = seg.window  # RFC 7323 2.2: the window in a SYN is never scaled
         self._max_snd_wnd = self._snd_wnd
         self._snd_wl1 = 0
-        self._rcv_wnd = min(self.config.recv_buffer, _MAX_WINDOW)
+        recv_buffer = self.config.recv_buffer
+        self._rcv_wnd = recv_buffer if recv_buffer < _MAX_WINDOW else _MAX_WINDOW
         self._rcv_wup = self._rcv_nxt
         if send_synack:
             self._send_syn(now, ack=True)
@@ -742,7 +766,9 @@ class Connection:
         self._ws_ok = cfg.window_scale is not None and opts.wscale is not None
         if self._ws_ok:
             self._snd_wscale = opts.wscale or 0
-            self._rcv_wscale = min(max(cfg.window_scale or 0, 0), 14)
+            rcv_wscale = cfg.window_scale or 0
+            rcv_wscale = rcv_wscale if rcv_wscale > 0 else 0
+            self._rcv_wscale = rcv_wscale if rcv_wscale < 14 else 14
         else:
             self._snd_wscale = self._rcv_wscale = 0
         self._sack_ok = cfg.sack and opts.sack_permitted
@@ -754,12 +780,16 @@ class Connection:
 
     def _sync_mss(self) -> None:
         """Send MSS = min(peer's MSS or 536, our MTU) minus the timestamp option (Linux tcp_sync_mss)."""
-        mss = max(min(self._peer_mss, self._mtu_mss), _MIN_SND_MSS)
+        peer_mss, mtu_mss = self._peer_mss, self._mtu_mss
+        mss = mtu_mss if mtu_mss < peer_mss else peer_mss
+        mss = mss if mss > _MIN_SND_MSS else _MIN_SND_MSS
         if self._ts_ok:
             mss -= _TS_OPT_LEN
-        self._mss = max(mss, 1)
+        self._mss = mss if mss > 1 else 1
         # the peer's segment size is a guess until data arrives (Linux tcp_initialize_rcv_mss: at most 536)
-        self._rcv_mss = max(min(self._adv_mss - (_TS_OPT_LEN if self._ts_ok else 0), TCP_MSS_DEFAULT), 1)
+        rcv_mss = self._adv_mss - (_TS_OPT_LEN if self._ts_ok else 0)
+        rcv_mss = rcv_mss if rcv_mss < TCP_MSS_DEFAULT else TCP_MSS_DEFAULT
+        self._rcv_mss = rcv_mss if rcv_mss > 1 else 1
         self._cc.set_mss(self._mss, self.config.initial_cwnd)
 
     def _send_syn(self, now: float, *, ack: bool, retransmit: bool = False) -> None:
@@ -775,14 +805,18 @@ class Connection:
             # tcp_syn_options: our own offer (also the SYN-ACK of a simultaneous open)
             ts = (tsval, self._ts_recent if ack else 0) if cfg.timestamps else None
             sack = cfg.sack
-            ws = min(max(cfg.window_scale, 0), 14) if cfg.window_scale is not None else None
+            ws = cfg.window_scale
+            if ws is not None:
+                ws = ws if ws > 0 else 0
+                ws = ws if ws < 14 else 14
         if ts is not None:
             if self._syn_tsval is None:
                 self._syn_tsval = tsval  # Linux retrans_stamp / snt_tsval_first: our first SYN's TSval
             self._syn_tsval_last = tsval  # Linux snt_tsval_last: the latest SYN(-ACK)'s TSval
         ack_field = self.rcv_nxt if ack else 0
-        window = min(cfg.recv_buffer, _MAX_WINDOW)
-        self._snd_nxt = max(self._snd_nxt, 1)
+        window = cfg.recv_buffer if cfg.recv_buffer < _MAX_WINDOW else _MAX_WINDOW
+        snd_nxt = self._snd_nxt
+        self._snd_nxt = snd_nxt if snd_nxt > 1 else 1
         if not retransmit and self._rtt_seq is None:
             self._rtt_seq, self._rtt_time = 1, now  # time the handshake (Karn: not if retransmitted)
         host = self._host
@@ -837,13 +871,13 @@ class Connection:
         self._st_segs_in += 1
         self._in_seg = seg
         state = self.state
-        if state is S.SYN_SENT:
+        if state is _SYN_SENT:
             self._rcv_syn_sent(seg, now)
-        elif state is S.SYN_RECEIVED and self._request:
+        elif state is _SYN_RECEIVED and self._request:
             self._rcv_request(seg, now)
-        elif state is S.TIME_WAIT:
+        elif state is _TIME_WAIT:
             self._rcv_time_wait(seg, now)
-        elif state is not S.CLOSED:
+        elif state is not _CLOSED:
             self._rcv_synchronized(seg, now)
         self._in_seg = None
         self._after_input(now)
@@ -853,14 +887,14 @@ class Connection:
         if self._ack_now or self._pending_rst:
             # An ACK that must not wait (out of order, D-SACK, window probe...): RFC 5681 4.2 wants
             # one duplicate ACK per out-of-order segment, so these are never merged.
-            if self.state is not S.CLOSED or self._pending_rst:
+            if self.state is not _CLOSED or self._pending_rst:
                 self._transmit(now)
-        elif self._host.ack_per_batch and self.state is not S.CLOSED:
+        elif self._host.ack_per_batch and self.state is not _CLOSED:
             # Everything else (the every-second-segment ACK, data the peer's ACK lets us send) waits
             # for packets_to_send(): a runtime that feeds a whole batch of reads first sends one
             # cumulative ACK and one burst per batch instead of one per segment.
-            self._host._mark_dirty(self)
-        elif self.state is not S.CLOSED:
+            self._host._dirty[self] = None  # Host._mark_dirty, inlined (once per segment received)
+        elif self.state is not _CLOSED:
             self._transmit(now)
         self._host._reschedule(self)
 
@@ -879,11 +913,11 @@ class Connection:
         tsval/tsecr -1 without TS): the fast path for its state, or False, nothing changed (then the
         caller takes the general path)."""
         state = self.state
-        if state is S.ESTABLISHED and not flags & F_FIN:
+        if state is _ESTABLISHED and not flags & F_FIN:
             if payload:
                 return self._fast_data(seq, ack, window, tsval, tsecr, payload, now)
             return self._fast_ack(seq, ack, window, tsval, tsecr, now)
-        if state is S.SYN_RECEIVED:
+        if state is _SYN_RECEIVED:
             return self._fast_third_ack(seq, ack, flags, window, tsval, tsecr, payload, now)
         return self._fast_close(seq, ack, flags, window, tsval, tsecr, payload, now)
 
@@ -903,7 +937,7 @@ class Connection:
         _rcv_request -> _rcv_synchronized would do for it; returns False, having changed nothing,
         whenever any other rule could apply (then the caller takes the general path)."""
         if (
-            self.state is not S.SYN_RECEIVED
+            self.state is not _SYN_RECEIVED
             or not self._request
             or flags != F_ACK  # data, FIN or PSH on it: the general path
             or payload
@@ -925,7 +959,7 @@ class Connection:
         if self._ts_ok:
             # PAWS against the SYN's TSval (Linux tcp_paws_reject, RFC 7323 5.3 R1) passes trivially for
             # a TSval not older than TS.Recent (policy windows are >= 0)
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
             first, last = self._syn_tsval, self._syn_tsval_last
             if (
@@ -956,7 +990,8 @@ class Connection:
         self._snd_una = 1
         self._bytes_acked = 0
         self._snd_wnd = window << self._snd_wscale
-        self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
+        snd_wnd, max_snd_wnd = self._snd_wnd, self._max_snd_wnd
+        self._max_snd_wnd = snd_wnd if snd_wnd > max_snd_wnd else max_snd_wnd
         self._snd_wl1 = self._rcv_nxt
         # _syn_acked: an RTT sample from TSecr, or from the SYN-ACK's send time (Karn)
         if self._ts_ok and tsecr:
@@ -964,7 +999,7 @@ class Connection:
         elif self._rtt_seq is not None and self._syn_retransmits == 0:
             self._rtt.sample(now - self._rtt_time)
         self._rtt_seq = None
-        self._set_state(S.ESTABLISHED)
+        self._set_state(_ESTABLISHED)
         self._retransmits = 0
         self._t_rtx = None
         self._exposed = True
@@ -998,13 +1033,13 @@ class Connection:
         _rcv_fin); returns False, having changed nothing, whenever any other rule could apply."""
         state = self.state
         fin = flags & F_FIN
-        if state is S.ESTABLISHED:
+        if state is _ESTABLISHED:
             if not fin:
                 return False  # _fast_data / _fast_ack
-        elif state is S.FIN_WAIT_1 or state is S.FIN_WAIT_2:
+        elif state is _FIN_WAIT_1 or state is _FIN_WAIT_2:
             if payload:
                 return False  # RFC 9293 3.10.7.4 seventh: data after close() may reset (TCPAbortOnData)
-        elif state is S.CLOSING or state is S.LAST_ACK:
+        elif state is _CLOSING or state is _LAST_ACK:
             if payload or fin:
                 return False  # text or FIN after the peer's FIN (retransmissions): the general path
         else:
@@ -1023,7 +1058,7 @@ class Connection:
         ):
             return False
         snd_una = self._snd_una
-        acked = seq_diff(ack, (self.iss + snd_una) & SEQ_MASK)  # SEG.ACK - SND.UNA
+        acked = ((ack - self.iss - snd_una + _SEQ_HALF) & SEQ_MASK) - _SEQ_HALF  # seq_diff(SEG.ACK, SND.UNA)
         if acked == 0:
             # RFC 9293 3.10.7.4: only a FIN acking nothing, nothing in flight (no duplicate-ACK or loss
             # rules), the same window (only SND.WL1 can move)
@@ -1033,7 +1068,7 @@ class Connection:
             return False  # old or unsent: policy.check_ack decides
         if self._ts_ok:
             # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
         elif tsval >= 0:
             return False
@@ -1056,21 +1091,22 @@ class Connection:
             if fin_abs is not None and snd_una + acked > fin_abs:
                 # our FIN is acknowledged (RFC 9293 3.10.7.4 fifth, FIN-WAIT-1 / CLOSING / LAST-ACK)
                 nxt = FIN_ACKED_TRANSITIONS.get(self.state)
-                if nxt is S.CLOSED:
+                if nxt is _CLOSED:
                     self._terminate(None, None)  # LAST-ACK: delete the TCB
                     self._after_input(now)
                     return True
-                if nxt is S.FIN_WAIT_2:
-                    self._set_state(S.FIN_WAIT_2)
+                if nxt is _FIN_WAIT_2:
+                    self._set_state(_FIN_WAIT_2)
                     self._t_rtx = None
                     if self._orphan:
                         # Linux: an orphaned FIN-WAIT-2 lives tcp_fin_timeout, then vanishes silently
                         self._t_close = now + self.config.fin_wait2_timeout
-                elif nxt is S.TIME_WAIT:
+                elif nxt is _TIME_WAIT:
                     self._enter_time_wait(now)
         else:
             # RFC 9293 3.10.7.4 window update: only SND.WL1 moves, the window itself is unchanged
-            self._snd_wl1 = max(self._snd_wl1, seq_abs)
+            wl1 = self._snd_wl1
+            self._snd_wl1 = seq_abs if seq_abs > wl1 else wl1
         if tsval >= 0 and seq_abs <= self._rcv_wup:
             self._ts_recent = tsval  # RFC 7323 4.3
             self._ts_recent_stamp = now
@@ -1081,7 +1117,8 @@ class Connection:
                 self._rcv_nxt = end
                 self._st_bytes_rcvd += length
                 if length > self._rcv_mss:
-                    self._rcv_mss = min(length, self._adv_mss)
+                    adv_mss = self._adv_mss
+                    self._rcv_mss = adv_mss if adv_mss < length else length
                 self._data_arrived()
                 self._schedule_ack(now)
             self._rcv_fin(now)
@@ -1104,7 +1141,7 @@ class Connection:
         acks the request). Does exactly what _input would do for it; returns False, having changed
         nothing, whenever any other rule could apply (then the caller takes the general path)."""
         if (
-            self.state is not S.ESTABLISHED
+            self.state is not _ESTABLISHED
             or self._ca_state != _CA_OPEN
             or self._ofo.size  # bytes held out of order (Reassembly.__bool__ without the call)
             or self._ofo_fin is not None
@@ -1115,7 +1152,7 @@ class Connection:
         ):
             return False
         snd_una = self._snd_una
-        acked = seq_diff(ack, (self.iss + snd_una) & SEQ_MASK)  # SEG.ACK - SND.UNA
+        acked = ((ack - self.iss - snd_una + _SEQ_HALF) & SEQ_MASK) - _SEQ_HALF  # seq_diff(SEG.ACK, SND.UNA)
         if acked == 0:
             # RFC 9293 3.10.7.4: nothing acked, nothing in flight (no duplicate-ACK or loss rules), and
             # the same window: only SND.WL1 can move
@@ -1125,7 +1162,7 @@ class Connection:
             return False  # old or unsent (policy.check_ack decides), SACKed data, or our FIN: general path
         if self._ts_ok:
             # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
         elif tsval >= 0:
             return False
@@ -1146,7 +1183,8 @@ class Connection:
             self._take_ack(snd_una, acked, window, tsecr, now)
         else:
             # RFC 9293 3.10.7.4 window update: only SND.WL1 moves, the window itself is unchanged
-            self._snd_wl1 = max(self._snd_wl1, seq_abs)
+            wl1 = self._snd_wl1
+            self._snd_wl1 = seq_abs if seq_abs > wl1 else wl1
         if tsval >= 0 and seq_abs <= self._rcv_wup:
             self._ts_recent = tsval  # RFC 7323 4.3
             self._ts_recent_stamp = now
@@ -1154,7 +1192,8 @@ class Connection:
         self._rcv_nxt = end
         self._st_bytes_rcvd += length
         if length > self._rcv_mss:
-            self._rcv_mss = min(length, self._adv_mss)
+            adv_mss = self._adv_mss
+            self._rcv_mss = adv_mss if adv_mss < length else length
         if not self._data_evt:  # else a DataReceived is already waiting: _data_arrived does nothing
             self._data_arrived()
         if not self._ack_batch:  # else the batch's ACK is already due and stays due (RCV.NXT only grew)
@@ -1173,7 +1212,7 @@ class Connection:
         apply); returns False, having changed nothing, whenever any other rule could apply (then the
         caller takes the general path)."""
         if (
-            self.state is not S.ESTABLISHED
+            self.state is not _ESTABLISHED
             or self._ca_state != _CA_OPEN
             or self._sb
             or self._fin_abs is not None
@@ -1184,12 +1223,12 @@ class Connection:
         ):
             return False
         snd_una = self._snd_una
-        acked = seq_diff(ack, self.snd_una)
+        acked = ((ack - self.iss - snd_una + _SEQ_HALF) & SEQ_MASK) - _SEQ_HALF  # seq_diff(SEG.ACK, SND.UNA)
         if acked <= 0 or snd_una + acked > self._snd_nxt:
             return False  # duplicate (RFC 5681 counting), old, or unsent: policy.check_ack decides
         if self._ts_ok:
             # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or seq_diff(tsval, self._ts_recent) < 0:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
                 return False
         elif tsval >= 0:
             return False
@@ -1218,7 +1257,8 @@ class Connection:
         freed = self._sbuf.release(ack_abs)
         self._snd_una = ack_abs
         self._bytes_acked += acked
-        self._snd_sml = max(self._snd_sml, ack_abs)
+        snd_sml = self._snd_sml
+        self._snd_sml = ack_abs if ack_abs > snd_sml else snd_sml
         self._retransmits = 0
         self._dupacks = 0
         # grow only a window the sender fills (Linux tcp_is_cwnd_limited, RFC 7661 spirit)
@@ -1240,7 +1280,8 @@ class Connection:
         nwin = window << self._snd_wscale
         self._snd_wl1 = self._rcv_nxt
         self._snd_wnd = nwin
-        self._max_snd_wnd = max(self._max_snd_wnd, nwin)
+        max_snd_wnd = self._max_snd_wnd
+        self._max_snd_wnd = nwin if nwin > max_snd_wnd else max_snd_wnd
 
     def _drop(self, reason: str, counter: str | None = None) -> None:
         """Report a dropped (or challenged) segment (counters are bumped by the caller)."""
@@ -1310,7 +1351,7 @@ class Connection:
             self._snd_una = 1
             self._snd_wl1 = 0
             self._syn_acked(seg, now)
-            self._set_state(S.ESTABLISHED)
+            self._set_state(_ESTABLISHED)
             self._t_rtx = None
             self._retransmits = 0
             self._host._emit(Connected(self))
@@ -1326,8 +1367,9 @@ class Connection:
         # simultaneous open (MUST-10): SYN-RECEIVED, send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
         # Linux tcp_send_synack(): same ISN as our SYN, our full option offer, TSecr = the peer's TSval.
         # Connecting to oneself lands here too: the SYN we receive is our own.
-        self._set_state(S.SYN_RECEIVED)
-        self._rcv_wnd = min(self.config.recv_buffer, _MAX_WINDOW)
+        self._set_state(_SYN_RECEIVED)
+        recv_buffer = self.config.recv_buffer
+        self._rcv_wnd = recv_buffer if recv_buffer < _MAX_WINDOW else _MAX_WINDOW
         self._send_syn(now, ack=True, retransmit=False)
 
     def _syn_acked(self, seg: TcpSegment, now: float) -> None:
@@ -1342,7 +1384,7 @@ class Connection:
     def _after_established(self, now: float) -> None:
         """Entering ESTABLISHED: a shutdown() issued before is carried out now; keepalive starts."""
         if self._wr_shutdown and self._fin_abs is None:
-            self._queue_fin(S.FIN_WAIT_1)
+            self._queue_fin(_FIN_WAIT_1)
         self._arm_keepalive(now)
 
     # --- request socket (Linux tcp_check_req) --------------------------------------------------------------
@@ -1448,7 +1490,7 @@ class Connection:
                     if not flags & F_RST and self._oow_allowed(seg, now, "TCPACKSkippedPAWS"):
                         self._send_ack(now)
                 elif d.verdict is Verdict.CHALLENGE_ACK:
-                    if self.state is S.ESTABLISHED:
+                    if self.state is _ESTABLISHED:
                         self._host._count("InErrs")  # tcp_validate_incoming(syn_inerr)
                     self._challenge_ack(now)
                 return
@@ -1521,15 +1563,16 @@ class Connection:
 
         self._last_rcv = now
         self._probes_out = 0  # Linux tcp_ack: any acceptable ACK clears icsk_probes_out
-        if self.state is S.SYN_RECEIVED:
+        if self.state is _SYN_RECEIVED:
             # SYN-RECEIVED: SND.UNA < SEG.ACK =< SND.NXT -> ESTABLISHED (RFC 9293 3.10.7.4 fifth)
             self._snd_una = 1
             self._bytes_acked = 0
             self._snd_wnd = seg.window << self._snd_wscale
-            self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
+            snd_wnd, max_snd_wnd = self._snd_wnd, self._max_snd_wnd
+            self._max_snd_wnd = snd_wnd if snd_wnd > max_snd_wnd else max_snd_wnd
             self._snd_wl1 = seq_abs
             self._syn_acked(seg, now)
-            self._set_state(S.ESTABLISHED)
+            self._set_state(_ESTABLISHED)
             self._retransmits = 0
             self._t_rtx = None
             self._exposed = True
@@ -1541,22 +1584,22 @@ class Connection:
                 self._t_rtx = now + self._rtt.rto
         ack_abs = self._snd_una + seq_diff(seg.ack, self.snd_una)
         fin_acked = self._process_ack(seg, seq_abs, ack_abs, ts, now)
-        if self.state is S.CLOSED:
+        if self.state is _CLOSED:
             return
 
         if fin_acked:
             nxt = FIN_ACKED_TRANSITIONS.get(self.state)
-            if nxt is S.CLOSED:
+            if nxt is _CLOSED:
                 # LAST-ACK: our FIN is acknowledged, delete the TCB
                 self._terminate(None, None)
                 return
-            if nxt is S.FIN_WAIT_2:
-                self._set_state(S.FIN_WAIT_2)
+            if nxt is _FIN_WAIT_2:
+                self._set_state(_FIN_WAIT_2)
                 self._t_rtx = None
                 if self._orphan:
                     # Linux: an orphaned FIN-WAIT-2 lives tcp_fin_timeout, then vanishes silently
                     self._t_close = now + self.config.fin_wait2_timeout
-            elif nxt is S.TIME_WAIT:
+            elif nxt is _TIME_WAIT:
                 self._enter_time_wait(now)
 
         # RFC 7323 4.3: TS.Recent <- SEG.TSval when SEG.SEQ =< Last.ACK.sent (Linux tcp_replace_ts_recent)
@@ -1567,12 +1610,12 @@ class Connection:
         # sixth, check the URG bit: urgent data is not supported (ignored).
         # seventh, process the segment text; eighth, check the FIN bit (done in order, in _process_data)
         state = self.state
-        if state in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2):
+        if state in (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2):
             if (
                 self._orphan
                 and seg_len
                 and end_abs - (1 if flags & F_FIN else 0) > self._rcv_nxt
-                and state is not S.ESTABLISHED
+                and state is not _ESTABLISHED
             ):
                 # RFC 9293 3.10.7.4 / RFC 1122 4.2.2.13: new data after close(): reset (TCPAbortOnData)
                 self._host._count("TCPAbortOnData")
@@ -1581,7 +1624,7 @@ class Connection:
                 return
             if seg_len:
                 self._process_data(seg, seq_abs, now)
-        elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK):
+        elif state in (_CLOSE_WAIT, _CLOSING, _LAST_ACK):
             # the peer already sent FIN: only retransmissions (below rcv_nxt) are expected; ack them.
             # Text past the FIN is ignored (RFC 9293 3.10.7.4 seventh), never queued for the user.
             if seq_abs < self._rcv_nxt and seg_len:
@@ -1590,7 +1633,7 @@ class Connection:
                 else:
                     self._drop("data beyond the peer's FIN ignored")
                     self._ack_now = True
-        elif state is S.TIME_WAIT and seg_len and seq_abs < self._rcv_nxt:
+        elif state is _TIME_WAIT and seg_len and seq_abs < self._rcv_nxt:
             self._ack_now = True
 
     def _syn_in_synchronized(self, seg: TcpSegment, now: float, d: Decision | None = None) -> None:
@@ -1613,16 +1656,16 @@ class Connection:
             return
         if d.verdict is not Verdict.CHALLENGE_ACK:
             return
-        if self.state is S.ESTABLISHED:
+        if self.state is _ESTABLISHED:
             self._host._count("InErrs")  # Linux tcp_validate_incoming(syn_inerr=1) from tcp_rcv_established
         self._challenge_ack(now)
 
     def _reset_by_peer(self, now: float) -> None:
         """An acceptable RST (RFC 9293 3.10.7.4 second): CLOSED, "connection reset" (refused if active
         SYN-RECEIVED)."""
-        if self.state is S.SYN_RECEIVED and self.listener is None:
+        if self.state is _SYN_RECEIVED and self.listener is None:
             self._fail(ConnectionRefused("connection refused"), "connection refused")
-        elif self.state in (S.CLOSING, S.LAST_ACK, S.TIME_WAIT):
+        elif self.state in (_CLOSING, _LAST_ACK, _TIME_WAIT):
             self._terminate(None, None)
         else:
             self._fail(ConnectionReset("connection reset by peer"), "connection reset by peer")
@@ -1962,11 +2005,11 @@ class Connection:
             self._host._emit(EofReceived(self))
         state = self.state
         nxt = FIN_RECEIVED_TRANSITIONS.get(state, state)
-        if state in (S.ESTABLISHED, S.SYN_RECEIVED):
+        if state in (_ESTABLISHED, _SYN_RECEIVED):
             # Linux enters pingpong mode: the ACK waits (delayed) to ride on our own FIN or data
             self._set_state(nxt)
             self._schedule_ack(now)
-        elif nxt is S.TIME_WAIT:
+        elif nxt is _TIME_WAIT:
             self._ack_now = True
             self._enter_time_wait(now)
         else:
@@ -1976,7 +2019,7 @@ class Connection:
     # --- TIME-WAIT (Linux tcp_timewait_state_process) ------------------------------------------------------
 
     def _enter_time_wait(self, now: float) -> None:
-        self._set_state(S.TIME_WAIT)
+        self._set_state(_TIME_WAIT)
         self._t_rtx = None
         self._t_delack = None
         self._t_keepalive = None
@@ -2027,14 +2070,14 @@ class Connection:
             self._pending_rst = False
             self._send_rst(now)
             return
-        if state is S.CLOSED or state is S.LISTEN or state is S.SYN_SENT:
+        if state is _CLOSED or state is _LISTEN or state is _SYN_SENT:
             return
-        if state is S.SYN_RECEIVED:
+        if state is _SYN_RECEIVED:
             return  # only SYN-ACKs leave SYN-RECEIVED; queued data waits for ESTABLISHED
         if self._third_ack_held:
             return  # release_third_ack() lets it go
         sent = False
-        if state in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
+        if state in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK):
             sent = self._send_data(now)
         if not sent and (self._ack_now or self._ack_batch):
             self._send_ack(now)
@@ -2077,9 +2120,14 @@ class Connection:
                     break
                 sent = True
             return sent
-        if self._send_bulk(now):
-            sent = True
-        while self._send_new(now, None):
+        # _send_bulk's first test, before the call: less than a full segment queued (request/response)
+        # or a FIN queued leaves it at once
+        mss = self._mss
+        if self._snd_nxt + (mss if mss > 1 else 1) <= self._sbuf.end and self._fin_abs is None:
+            sent = self._send_bulk(now)
+        # _send_new's own first test before each call: nothing unsent and no FIN due leaves it at once
+        sbuf = self._sbuf
+        while (self._snd_nxt < sbuf.end or self._snd_nxt == self._fin_abs) and self._send_new(now, None):
             sent = True
         return sent
 
@@ -2090,7 +2138,7 @@ class Connection:
             n = len(self._sack_blocks())
             if n:
                 mss -= 4 + 8 * n
-        return max(mss, 1)
+        return mss if mss > 1 else 1
 
     def _send_new(self, now: float, pipe: int | None) -> bool:
         """One new segment if the window, cwnd, Nagle and SWS rules allow (RFC 9293 3.7.4, 3.8.6.2.1)."""
@@ -2106,7 +2154,7 @@ class Connection:
         else:
             return False
         mss = self._data_mss()
-        size = min(mss, avail)
+        size = avail if avail < mss else mss
         room = self._snd_una + self._snd_wnd - start
         in_flight = pipe if pipe is not None else (start - self._snd_una) - self._sb.sacked
         if in_flight > 0 and in_flight + size > self._cc.cwnd:
@@ -2199,28 +2247,31 @@ class Connection:
         """Send offsets [start, end) (data, and the FIN if `end` passes it) as one segment."""
         fin_abs = self._fin_abs
         data_end = self._sbuf.end
-        dend = min(end, data_end)
-        length = max(dend - start, 0)
+        dend = end if end < data_end else data_end
+        length = dend - start if dend > start else 0
         flags = F_ACK
         if length and dend == data_end:
             flags |= F_PSH  # the last segment of what is queued
         if fin_abs is not None and end > fin_abs:
             flags |= F_FIN
         seq = (self.iss + start) & SEQ_MASK
-        ack = self.rcv_nxt
+        ack = (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT (the rcv_nxt property, inlined)
         window = self._select_window()  # records the window it advertises: once per segment
         encoder = self._wire_encoder()
         if encoder is not None:  # the same segment, encoded at once (Host.wire_output)
             buf, i, j = self._sbuf.locate(start, length) if length else (b"", 0, 0)
+            ident = self._ip_id  # _next_ip_id, inlined
+            self._ip_id = (ident + 1) & 0xFFFF
             raw = encoder.encode(
-                self._next_ip_id(), seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
+                ident, seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
             )
             seg = None
         else:
             payload = self._sbuf.peek(start, length) if length else b""
             opts = self._options(now)
             seg = TcpSegment(self._lport, self._rport, seq, ack, _FLAGS[flags], window, opts, payload)
-        self._snd_nxt = max(self._snd_nxt, end)
+        snd_nxt = self._snd_nxt
+        self._snd_nxt = end if end > snd_nxt else snd_nxt
         if retransmit:
             self._st_rtx_segs += 1
             self._st_rtx_bytes += length
@@ -2235,7 +2286,9 @@ class Connection:
             self._host._send_wire(raw, retransmit)
         else:
             self._emit(seg, retransmit=retransmit)
-        self._on_ack_sent()
+        # _on_ack_sent, inlined (once per segment sent)
+        self._ack_now = self._ack_batch = self._ack_pending = False
+        self._t_delack = self._dsack = None
         if self._t_rtx is None or self._rtx_is_persist:
             self._t_rtx = now + self._rtt.rto
             self._rtx_is_persist = False
@@ -2274,13 +2327,17 @@ class Connection:
         if encoder is None:
             self._emit(self._build_ack(now))
             return
-        # _build_ack's segment, encoded at once (Host.wire_output)
+        # _build_ack's segment, encoded at once (Host.wire_output); _next_ip_id, the snd_nxt and
+        # rcv_nxt properties and _on_ack_sent inlined (a pure ACK per request/response)
         window = self._select_window()
+        ident = self._ip_id
+        self._ip_id = (ident + 1) & 0xFFFF
         raw = encoder.encode(
-            self._next_ip_id(), self.snd_nxt, self.rcv_nxt, F_ACK, window, self.tsval_at(now),
-            self._ts_recent, b"", 0, 0,
+            ident, (self.iss + self._snd_nxt) & SEQ_MASK, (self.irs + self._rcv_nxt) & SEQ_MASK, F_ACK,
+            window, self.tsval_at(now), self._ts_recent, b"", 0, 0,
         )  # fmt: skip
-        self._on_ack_sent()
+        self._ack_now = self._ack_batch = self._ack_pending = False
+        self._t_delack = self._dsack = None
         self._st_segs_out += 1
         self._host._send_wire(raw)
 
@@ -2294,7 +2351,7 @@ class Connection:
             return None
         encoder = self._encoder
         if encoder is None:
-            if self.state in (S.CLOSED, S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED):
+            if self.state in (_CLOSED, _LISTEN, _SYN_SENT, _SYN_RECEIVED):
                 return None  # timestamps are settled by the handshake
             if self._raddr in self._host._addr_set:
                 return None
@@ -2390,29 +2447,33 @@ class Connection:
 
     def _receive_window_now(self) -> int:
         """Linux tcp_receive_window(): what is left of the last advertised window."""
-        return max(0, self._rcv_wup + self._rcv_wnd - self._rcv_nxt)
+        left = self._rcv_wup + self._rcv_wnd - self._rcv_nxt
+        return left if left > 0 else 0
 
     def _window_candidate(self) -> int:
         """The window (bytes) we would advertise now: free buffer space, with receiver SWS avoidance
         (RFC 9293 3.8.6.2.2: move the right edge only by min(RCV.BUFF/2, MSS) or more) and never shrinking
         the right edge (RFC 7323 2.4, RFC 9293 3.8.6.2.2)."""
+        # min/max spelled as comparisons (same values): this runs for every segment sent
         buf = self.config.recv_buffer
-        free = max(0, buf - len(self._rbuf))
-        cur = self._receive_window_now()
+        free = buf - self._rbuf._size  # len(self._rbuf) without the __len__ call
+        free = free if free > 0 else 0
+        cur = self._rcv_wup + self._rcv_wnd - self._rcv_nxt  # _receive_window_now
+        cur = cur if cur > 0 else 0
         if free <= cur:
             new = cur
-        elif free - cur >= min(buf // 2, self._rcv_mss):
-            new = free
         else:
-            new = cur
+            half, rcv_mss = buf // 2, self._rcv_mss
+            new = free if free - cur >= (rcv_mss if rcv_mss < half else half) else cur
         ws = self._rcv_wscale
-        limit = _MAX_WINDOW << ws
-        new = min(new, limit)
         if ws:
+            limit = _MAX_WINDOW << ws
+            new = limit if new > limit else new
             # Linux __tcp_select_window: ALIGN(free_space, 1 << rcv_wscale) rounds up, so a small free
             # space is not scaled away to zero (and the right edge never moves left)
-            new = min((new + (1 << ws) - 1) >> ws, _MAX_WINDOW) << ws
-        return new
+            scaled = (new + (1 << ws) - 1) >> ws
+            return (scaled if scaled < _MAX_WINDOW else _MAX_WINDOW) << ws
+        return new if new < _MAX_WINDOW else _MAX_WINDOW  # min(new, _MAX_WINDOW << 0)
 
     def _select_window(self) -> int:
         """Window field for an outgoing non-SYN segment; records the advertised right edge (Linux
@@ -2440,7 +2501,7 @@ class Connection:
         return best
 
     def _on_timer(self, now: float) -> None:
-        if self.state is S.CLOSED:
+        if self.state is _CLOSED:
             return
         if self._t_close is not None and now >= self._t_close:
             # TIME-WAIT ran 2*MSL, or an orphaned FIN-WAIT-2 timed out (Linux tcp_fin_timeout)
@@ -2470,10 +2531,10 @@ class Connection:
     def _on_rto(self, now: float) -> None:
         """Retransmission timeout (RFC 6298 5.4-5.6, RFC 5681 3.1; Linux tcp_retransmit_timer)."""
         state = self.state
-        if state in (S.SYN_SENT, S.SYN_RECEIVED) and self._snd_una == 0:
+        if state in (_SYN_SENT, _SYN_RECEIVED) and self._snd_una == 0:
             limit = (
                 self.config.syn_retries
-                if state is S.SYN_SENT or self.listener is None
+                if state is _SYN_SENT or self.listener is None
                 else self.config.synack_retries
             )
             if self._syn_retransmits >= limit:
@@ -2490,7 +2551,7 @@ class Connection:
             self._rtt.back_off()
             self._rtt_seq = None
             self._t_rtx = now + self._rtt.rto
-            self._send_syn(now, ack=state is S.SYN_RECEIVED, retransmit=True)
+            self._send_syn(now, ack=state is _SYN_RECEIVED, retransmit=True)
             return
         if self._snd_nxt <= self._snd_una:
             return
@@ -2543,7 +2604,7 @@ class Connection:
 
     def _arm_keepalive(self, now: float) -> None:
         idle = self.config.keepalive_idle
-        if idle is not None and self.state in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_2):
+        if idle is not None and self.state in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2):
             self._t_keepalive = self._last_rcv + idle if self._last_rcv else now + idle
 
     def _on_keepalive(self, now: float) -> None:
@@ -2551,7 +2612,7 @@ class Connection:
         probe every `keepalive_interval`; `keepalive_probes` unanswered ones fail the connection."""
         cfg = self.config
         idle = cfg.keepalive_idle
-        if idle is None or self.state not in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_2):
+        if idle is None or self.state not in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2):
             return
         if self._snd_nxt > self._snd_una or self._sbuf.end > self._snd_nxt:
             self._t_keepalive = now + idle  # the retransmission machinery watches this connection
@@ -2575,15 +2636,15 @@ class Connection:
 
     def _is_closed(self) -> bool:
         """(A method, so type checkers do not narrow `state` across calls that change it.)"""
-        return self.state is S.CLOSED
+        return self.state is _CLOSED
 
     def _set_state(self, new: TcpState) -> None:
         old = self.state
-        if new is S.CLOSED:
+        if new is _CLOSED:
             # Linux tcp_set_state / tcp_done counters
-            if old in (S.ESTABLISHED, S.CLOSE_WAIT):
+            if old in (_ESTABLISHED, _CLOSE_WAIT):
                 self._host._count("EstabResets")
-            elif old in (S.SYN_SENT, S.SYN_RECEIVED) and not self._request:
+            elif old in (_SYN_SENT, _SYN_RECEIVED) and not self._request:
                 self._host._count("AttemptFails")
         self.state = new
 
@@ -2606,11 +2667,11 @@ class Connection:
     def _terminate(
         self, error: ConnectionFailed | None, reason: str | None, *, keep_rst: bool = False
     ) -> None:
-        if self.state is S.CLOSED:
+        if self.state is _CLOSED:
             return
         if error is not None:
             self.error = error
-        self._set_state(S.CLOSED)
+        self._set_state(_CLOSED)
         self._t_rtx = self._t_delack = self._t_keepalive = self._t_close = None
         if not keep_rst:
             self._pending_rst = False

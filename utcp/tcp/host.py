@@ -24,7 +24,7 @@ from utcp.tcp.events import DataReceived, Event, SegmentDropped, SendSpace
 from utcp.tcp.isn import IsnGenerator
 from utcp.tcp.ports import LinuxPortAllocator, PortAllocator
 from utcp.tcp.seq import SEQ_MASK
-from utcp.tcp.state import TcpState
+from utcp.tcp.state import States, TcpState
 from utcp.tcp.syncookies import SynCookies
 from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
@@ -270,7 +270,10 @@ class Host:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """`packets_to_send`, encoded (codec.build_ipv4): with `wire_output`, plain segments are already
         bytes and cost no value on the way."""
-        return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in self._drain(now)]
+        out = self._drain(now)
+        if not out:
+            return []  # an empty batch: no comprehension to run (a call on Python 3.11)
+        return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in out]
 
     def _drain(self, now: float) -> list[IPv4Packet | bytes]:
         self._now = now
@@ -320,6 +323,8 @@ class Host:
     def events(self) -> list[Event]:
         """Drain the events produced since the last call."""
         evs = self._events
+        if not evs:
+            return []  # a fresh list, as below; ours stays empty
         self._events = []
         for ev in evs:
             if type(ev) is DataReceived:
@@ -766,7 +771,20 @@ class Host:
         self._dirty[conn] = None
 
     def _reschedule(self, conn: Connection) -> None:
-        d = conn._next_deadline() if conn.state is not TcpState.CLOSED else None
+        if conn.state is States.CLOSED:
+            d = None
+        else:
+            # Connection._next_deadline inlined: this runs after every transmit and timer
+            d = conn._t_rtx
+            t = conn._t_delack
+            if t is not None and (d is None or t < d):
+                d = t
+            t = conn._t_keepalive
+            if t is not None and (d is None or t < d):
+                d = t
+            t = conn._t_close
+            if t is not None and (d is None or t < d):
+                d = t
         if d != conn._deadline:
             conn._deadline = d
             if d is not None:

@@ -47,7 +47,7 @@ def parse_syn_options(seg: TcpSegment) -> SynOptions:
         elif isinstance(opt, WindowScale):
             if ws is None:
                 # RFC 7323 2.3: a shift above 14 is used as 14 (Linux logs and clamps)
-                ws = min(opt.shift, MAX_WSCALE)
+                ws = MAX_WSCALE if opt.shift > MAX_WSCALE else opt.shift
         elif isinstance(opt, SackPermitted):
             sack = True
         elif isinstance(opt, Timestamps) and tsval is None:

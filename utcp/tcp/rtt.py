@@ -20,24 +20,31 @@ class RttEstimator:
         self.rttvar = 0.0
         self.min_rto = min_rto
         self.max_rto = max_rto
-        self.base_rto = min(max(initial_rto, min_rto), max_rto)  # RFC 6298 2.1
+        rto = min_rto if min_rto > initial_rto else initial_rto  # RFC 6298 2.1: min(max(...)) spelled out
+        self.base_rto = max_rto if max_rto < rto else rto
         self.backoff = 0
 
     @property
     def rto(self) -> float:
         """The current timeout, backoff included (RFC 6298 5.5), at most max_rto."""
-        return min(self.base_rto * (1 << self.backoff), self.max_rto)
+        rto = self.base_rto * (1 << self.backoff)
+        return self.max_rto if self.max_rto < rto else rto  # min(), spelled out: read per segment sent
 
     def sample(self, rtt: float) -> None:
         """A new RTT measurement R (RFC 6298 2.2 / 2.3); clears the backoff (the timer is valid again)."""
-        rtt = max(rtt, 0.0)
-        if self.srtt is None:
-            self.srtt = rtt
-            self.rttvar = rtt / 2
+        # min()/max() spelled as comparisons (the same values, ties included): a few samples per connection
+        rtt = 0.0 if rtt < 0.0 else rtt
+        srtt = self.srtt
+        if srtt is None:
+            srtt = self.srtt = rtt
+            rttvar = self.rttvar = rtt / 2
         else:
-            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
-            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
-        self.base_rto = min(max(self.srtt + max(_G, _K * self.rttvar), self.min_rto), self.max_rto)
+            rttvar = self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(srtt - rtt)
+            srtt = self.srtt = (1 - _ALPHA) * srtt + _ALPHA * rtt
+        var = _K * rttvar
+        rto = srtt + (var if var > _G else _G)
+        rto = self.min_rto if rto < self.min_rto else rto
+        self.base_rto = self.max_rto if self.max_rto < rto else rto
         self.backoff = 0
 
     def back_off(self) -> None:

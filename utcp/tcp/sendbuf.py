@@ -42,11 +42,13 @@ class SendBuffer:
         """Where `peek(offset, length)`'s bytes are, without copying them: (buffer, start, end). Valid
         until the next append or release."""
         i = self._head + (offset - self.start)
-        return self._buf, i, min(i + length, len(self._buf))
+        j, n = i + length, len(self._buf)
+        return self._buf, i, n if n < j else j  # min(), spelled out: once per segment sent
 
     def release(self, upto: int) -> int:
         """Drop bytes before stream offset `upto` (they were acknowledged); returns how many."""
-        n = min(upto, self.end) - self.start
+        end = self.end
+        n = (end if end < upto else upto) - self.start  # min(), spelled out: once per ACK
         if n <= 0:
             return 0
         self._head += n

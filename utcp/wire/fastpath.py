@@ -30,6 +30,7 @@ _PLAIN_FLAGS = (_ACK, _ACK_PSH, _ACK | F_FIN, _ACK_PSH | F_FIN)
 _FRAGMENT_BITS = 0x3FFF  # MF + fragment offset (DF is fine)
 _DOFF_PLAIN = 5 << 12
 _DOFF_TS = 8 << 12
+_MOD = 0xFFFF  # one's-complement sums are taken mod 2**16 - 1 (utcp.wire.checksum)
 
 # (src, dst, src_port, dst_port, seq, ack, window, tsval or -1, tsecr or -1, payload offset, flags)
 PlainSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int, int]
@@ -135,22 +136,27 @@ class SegmentEncoder:
         hlen = self._hlen
         seglen = hlen - 20 + end - start
         total = hlen + end - start
-        ip_check = checksum_of(self._ip_sum + total + ident)
+        # checksum_of inlined: both sums hold a nonzero constant (0x4500, the protocol), so a residue 0
+        # is -0 and the field is 0 (checksum_of(x) for x != 0)
+        residue = (self._ip_sum + total + ident) % _MOD
+        ip_check = _MOD - residue if residue else 0
         doff_flags = ((hlen - 20) << 10) | flags
         tcp = self._tcp_sum + seglen + seq + ack + doff_flags + window
         if end > start:
             tcp += checksum._word_sum(data, start, end)
         if self._ts:
-            tcp_check = checksum_of(tcp + tsval + tsecr)
+            residue = (tcp + tsval + tsecr) % _MOD
             header = _IP_TCP_TS.pack(
                 0x45, 0, total, ident, _DF, 64, IPPROTO_TCP, ip_check, self._src, self._dst,
-                self._sport, self._dport, seq, ack, doff_flags, window, tcp_check, 0,
+                self._sport, self._dport, seq, ack, doff_flags, window, _MOD - residue if residue else 0, 0,
                 _NOP_NOP_TS, tsval, tsecr,
             )  # fmt: skip
         else:
+            residue = tcp % _MOD
+            tcp_check = _MOD - residue if residue else 0
             header = _IP_TCP.pack(
                 0x45, 0, total, ident, _DF, 64, IPPROTO_TCP, ip_check, self._src, self._dst,
-                self._sport, self._dport, seq, ack, doff_flags, window, checksum_of(tcp), 0,
+                self._sport, self._dport, seq, ack, doff_flags, window, tcp_check, 0,
             )  # fmt: skip
         if end <= start:
             return header
