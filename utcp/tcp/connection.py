@@ -41,9 +41,9 @@ from utcp.tcp.options import (
     syn_options,
     timestamp_options,
 )
-from utcp.tcp.recvbuf import ReadBuffer, Reassembly
+from utcp.tcp.recvbuf import EMPTY_REASSEMBLY, ReadBuffer, Reassembly
 from utcp.tcp.rtt import RttEstimator
-from utcp.tcp.sack import Scoreboard
+from utcp.tcp.sack import EMPTY_SCOREBOARD, Scoreboard
 from utcp.tcp.sendbuf import SendBuffer
 from utcp.tcp.seq import SEQ_MASK, seq_diff
 from utcp.tcp.state import (
@@ -323,7 +323,7 @@ class Connection:
         self._rcv_wup = 0  # rcv_nxt when we last advertised a window (Linux rcv_wup, RFC 7323 Last.ACK.sent)
         self._rcv_wnd = 0  # window advertised then, in bytes
         self._rbuf = ReadBuffer()
-        self._ofo = Reassembly()
+        self._ofo = EMPTY_REASSEMBLY  # its own on the first out-of-order segment (_process_data)
         self._ofo_fin: int | None = None  # offset of a FIN seen ahead of rcv_nxt
         self._eof = False
         self._dsack: tuple[int, int] | None = None  # receive offsets of a duplicate to report (RFC 2883)
@@ -374,7 +374,7 @@ class Connection:
         self._recover = 0
         self._high_rxt = 0
         self._dupacks = 0
-        self._sb = Scoreboard()
+        self._sb = EMPTY_SCOREBOARD  # its own on the first SACK block taken (_take_sack)
         self._reordering = _DUPTHRESH  # segments; grows when reordering is seen (Linux tp->reordering)
 
         # --- acknowledgment state ---
@@ -1815,6 +1815,8 @@ class Connection:
                 continue  # D-SACK, stale or bogus block (RFC 2883 4, RFC 6675 4)
             if e <= ack_abs:
                 continue
+            if sb is EMPTY_SCOREBOARD:
+                sb = self._sb = Scoreboard()
             if sb.add(s, e) and prev_high is not None and s < prev_high and s >= self._retrans_hi:
                 # an original transmission arrived after later ones: reordering, not loss
                 # (Linux tcp_check_sack_reordering)
@@ -1967,7 +1969,10 @@ class Connection:
                 self._host._count("TCPOFODrop")
                 self._drop("out-of-order queue full")
                 return
-            dups = self._ofo.insert(start, payload)
+            ofo = self._ofo
+            if ofo is EMPTY_REASSEMBLY:
+                ofo = self._ofo = Reassembly()
+            dups = ofo.insert(start, payload)
             if dups:
                 self._set_dsack(*dups[0])
         if fin:
@@ -2023,6 +2028,8 @@ class Connection:
         self._t_rtx = None
         self._t_delack = None
         self._t_keepalive = None
+        if not self._tx_times:
+            self._tx_times = None  # all acknowledged: one object less per TIME-WAIT for the GC to walk
         # the policy may shorten TIME-WAIT (tw_recycle: 3.5 RTO after remembering the peer's TSval)
         length = self.policy.on_time_wait(self, self.local, self.remote, now)
         self._t_close = now + (self.config.time_wait if length is None else length)

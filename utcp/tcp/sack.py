@@ -110,3 +110,20 @@ class Scoreboard:
         self._starts.clear()
         self._ends.clear()
         self.sacked = 0
+
+
+class _SharedEmptyScoreboard(Scoreboard):
+    """EMPTY_SCOREBOARD's class: reads like any empty scoreboard, refuses to hold anything."""
+
+    __slots__ = ()
+
+    def add(self, start: int, end: int) -> int:
+        raise TypeError("EMPTY_SCOREBOARD is shared: give the connection its own Scoreboard first")
+
+    def clear(self) -> None:
+        raise TypeError("EMPTY_SCOREBOARD is shared: give the connection its own Scoreboard first")
+
+
+# What a connection holds until the peer first SACKs something (most never do): one shared empty
+# scoreboard instead of three objects per connection for the garbage collector to walk.
+EMPTY_SCOREBOARD: Scoreboard = _SharedEmptyScoreboard()
