@@ -3,7 +3,10 @@ UTCP_REQUIRE_PRIVILEGES=1 (set by CI), where a missing privilege is a failure.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 from utcp.lab.pytest_plugin import require_lab_privileges
 
@@ -12,3 +15,12 @@ from utcp.lab.pytest_plugin import require_lab_privileges
 def privileged() -> None:
     """Skip (or, in CI, fail) when namespaces and TUN devices cannot be created."""
     require_lab_privileges()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """structlog's configuration is process-wide: a test that runs the CLI or a tool in-process
+    configures it (a WARNING filter, say), and a later test on the same worker would inherit it."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
