@@ -898,6 +898,19 @@ class Connection:
             self._transmit(now)
         self._host._reschedule(self)
 
+    def _fast_checks_pass(self, tsval: int) -> bool:
+        """For the fast paths: the general path's PAWS and ACK-acceptability checks are sure to accept.
+        A TSval exactly when timestamps were negotiated (-1: none on the segment), not older than
+        TS.Recent (RFC 7323 5.3 R1 passes trivially), and the stock policy hooks (a user policy may
+        decide otherwise: it must see the segment)."""
+        if self._ts_ok:
+            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
+                return False
+        elif tsval >= 0:
+            return False
+        policy = type(self.policy)
+        return policy.check_paws is _BASE_CHECK_PAWS and policy.check_ack is _BASE_CHECK_ACK
+
     def _fast_input(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.plain_segment)
         self,
         seq: int,
@@ -1066,17 +1079,10 @@ class Connection:
                 return False
         elif acked < 0 or snd_una + acked > self._snd_nxt:
             return False  # old or unsent: policy.check_ack decides
-        if self._ts_ok:
-            # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
-                return False
-        elif tsval >= 0:
+        if not self._fast_checks_pass(tsval):
             return False
-        else:
+        if not self._ts_ok:
             tsecr = 0  # no timestamps: no TSecr RTT samples
-        policy = type(self.policy)
-        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
-            return False  # a user policy may decide otherwise: let it see the segment
         seq_abs = self._rcv_nxt
         length = len(payload)
         end = seq_abs + length
@@ -1160,17 +1166,10 @@ class Connection:
                 return False
         elif acked < 0 or snd_una + acked > self._snd_nxt or self._sb or self._fin_abs is not None:
             return False  # old or unsent (policy.check_ack decides), SACKed data, or our FIN: general path
-        if self._ts_ok:
-            # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
-                return False
-        elif tsval >= 0:
+        if not self._fast_checks_pass(tsval):
             return False
-        else:
+        if not self._ts_ok:
             tsecr = 0  # no timestamps: no TSecr RTT samples
-        policy = type(self.policy)
-        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
-            return False  # a user policy may decide otherwise: let it see the segment
         seq_abs = self._rcv_nxt
         length = len(payload)
         end = seq_abs + length
@@ -1226,17 +1225,10 @@ class Connection:
         acked = ((ack - self.iss - snd_una + _SEQ_HALF) & SEQ_MASK) - _SEQ_HALF  # seq_diff(SEG.ACK, SND.UNA)
         if acked <= 0 or snd_una + acked > self._snd_nxt:
             return False  # duplicate (RFC 5681 counting), old, or unsent: policy.check_ack decides
-        if self._ts_ok:
-            # PAWS (RFC 7323 5.3 R1) passes trivially for a TSval not older than TS.Recent
-            if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:  # seq_diff < 0
-                return False
-        elif tsval >= 0:
+        if not self._fast_checks_pass(tsval):
             return False
-        else:
+        if not self._ts_ok:
             tsecr = 0  # no timestamps: no TSecr RTT samples
-        policy = type(self.policy)
-        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
-            return False  # a user policy may decide otherwise: let it see the segment
         self._st_segs_in += 1
         self._last_rcv = now
         self._probes_out = 0  # Linux tcp_ack: any acceptable ACK clears icsk_probes_out
@@ -2127,11 +2119,7 @@ class Connection:
                     break
                 sent = True
             return sent
-        # _send_bulk's first test, before the call: less than a full segment queued (request/response)
-        # or a FIN queued leaves it at once
-        mss = self._mss
-        if self._snd_nxt + (mss if mss > 1 else 1) <= self._sbuf.end and self._fin_abs is None:
-            sent = self._send_bulk(now)
+        sent = self._send_bulk(now)
         # _send_new's own first test before each call: nothing unsent and no FIN due leaves it at once
         sbuf = self._sbuf
         while (self._snd_nxt < sbuf.end or self._snd_nxt == self._fin_abs) and self._send_new(now, None):
@@ -2213,7 +2201,7 @@ class Connection:
         cwnd = self._cc.cwnd
         sacked = self._sb.sacked
         in_flight = start - una - sacked
-        if start + mss > data_end or start + mss > right or (in_flight > 0 and in_flight + mss > cwnd):
+        if start + mss > right or (in_flight > 0 and in_flight + mss > cwnd):
             return False
         window = self._select_window()
         ack = self.rcv_nxt
@@ -2267,10 +2255,8 @@ class Connection:
         encoder = self._wire_encoder()
         if encoder is not None:  # the same segment, encoded at once (Host.wire_output)
             buf, i, j = self._sbuf.locate(start, length) if length else (b"", 0, 0)
-            ident = self._ip_id  # _next_ip_id, inlined
-            self._ip_id = (ident + 1) & 0xFFFF
             raw = encoder.encode(
-                ident, seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
+                self._next_ip_id(), seq, ack, flags, window, self.tsval_at(now), self._ts_recent, buf, i, j
             )
             seg = None
         else:
@@ -2293,9 +2279,7 @@ class Connection:
             self._host._send_wire(raw, retransmit)
         else:
             self._emit(seg, retransmit=retransmit)
-        # _on_ack_sent, inlined (once per segment sent)
-        self._ack_now = self._ack_batch = self._ack_pending = False
-        self._t_delack = self._dsack = None
+        self._on_ack_sent()
         if self._t_rtx is None or self._rtx_is_persist:
             self._t_rtx = now + self._rtt.rto
             self._rtx_is_persist = False
@@ -2334,17 +2318,13 @@ class Connection:
         if encoder is None:
             self._emit(self._build_ack(now))
             return
-        # _build_ack's segment, encoded at once (Host.wire_output); _next_ip_id, the snd_nxt and
-        # rcv_nxt properties and _on_ack_sent inlined (a pure ACK per request/response)
+        # _build_ack's segment, encoded at once (Host.wire_output)
         window = self._select_window()
-        ident = self._ip_id
-        self._ip_id = (ident + 1) & 0xFFFF
         raw = encoder.encode(
-            ident, (self.iss + self._snd_nxt) & SEQ_MASK, (self.irs + self._rcv_nxt) & SEQ_MASK, F_ACK,
-            window, self.tsval_at(now), self._ts_recent, b"", 0, 0,
+            self._next_ip_id(), (self.iss + self._snd_nxt) & SEQ_MASK, (self.irs + self._rcv_nxt) & SEQ_MASK,
+            F_ACK, window, self.tsval_at(now), self._ts_recent, b"", 0, 0,
         )  # fmt: skip
-        self._ack_now = self._ack_batch = self._ack_pending = False
-        self._t_delack = self._dsack = None
+        self._on_ack_sent()
         self._st_segs_out += 1
         self._host._send_wire(raw)
 
@@ -2493,19 +2473,6 @@ class Connection:
     # =====================================================================================================
     # timers
     # =====================================================================================================
-
-    def _next_deadline(self) -> float | None:
-        best = self._t_rtx
-        t = self._t_delack
-        if t is not None and (best is None or t < best):
-            best = t
-        t = self._t_keepalive
-        if t is not None and (best is None or t < best):
-            best = t
-        t = self._t_close
-        if t is not None and (best is None or t < best):
-            best = t
-        return best
 
     def _on_timer(self, now: float) -> None:
         if self.state is _CLOSED:

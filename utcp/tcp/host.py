@@ -774,7 +774,7 @@ class Host:
         if conn.state is States.CLOSED:
             d = None
         else:
-            # Connection._next_deadline inlined: this runs after every transmit and timer
+            # the earliest of the connection's timers (this runs after every transmit and timer)
             d = conn._t_rtx
             t = conn._t_delack
             if t is not None and (d is None or t < d):
