@@ -112,7 +112,7 @@ async def utcp_server(count: int, in_flight: int = 4) -> tuple[float, float]:
     link = EnginePeerLink(peer)
     started = 0
     finished = trio.Event()
-    closed = 0
+    closed = replies = resets = 0
 
     def start_one(now: float) -> None:
         nonlocal started
@@ -121,15 +121,16 @@ async def utcp_server(count: int, in_flight: int = 4) -> tuple[float, float]:
             peer.connect(UTCP, PORT, now)
 
     def on_event(event: object, now: float) -> None:
-        nonlocal closed
+        nonlocal closed, replies, resets
         if isinstance(event, Connected):
             event.connection.send(b"x")
         elif isinstance(event, DataReceived):
-            event.connection.read()
+            replies += len(event.connection.read())
         elif isinstance(event, EofReceived):
             event.connection.close()
             start_one(now)  # the client thread's next connect follows its close at once
         elif isinstance(event, Closed | Reset):
+            resets += isinstance(event, Reset)
             closed += 1
             if closed == count:
                 finished.set()
@@ -158,6 +159,8 @@ async def utcp_server(count: int, in_flight: int = 4) -> tuple[float, float]:
             await finished.wait()
             seconds = time.thread_time() - start
             nursery.cancel_scope.cancel()
+    if resets or replies != count:  # the workload, not a figure: every connection answered and closed
+        raise RuntimeError(f"utcp server: {replies} replies and {resets} resets in {count} connections")
     return seconds, link.peer_seconds - peer_start
 
 
