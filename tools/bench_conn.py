@@ -26,7 +26,8 @@ from collections.abc import Callable
 import structlog
 import trio
 
-from utcp.io.api import UtcpStream, open_tcp_listeners, open_tcp_stream
+from tools.bench.runner import rr_handler
+from utcp.io.api import open_tcp_listeners, open_tcp_stream
 from utcp.io.runtime import HostRuntime
 from utcp.io.stack import stack_config
 from utcp.tcp.config import TcpConfig
@@ -139,18 +140,8 @@ async def utcp_server(count: int, in_flight: int = 4) -> tuple[float, float]:
     async with HostRuntime(_utcp_host(), link, linger=0.0) as rt:
         listeners = await open_tcp_listeners(rt, PORT, host=UTCP, backlog=1024)
 
-        async def handler(stream: trio.abc.HalfCloseableStream) -> None:
-            assert isinstance(stream, UtcpStream)
-            try:
-                if await stream.receive_some(1):
-                    await stream.send_all(b"y")
-            except trio.BrokenResourceError:
-                pass
-            finally:
-                await stream.aclose()
-
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handler, listeners)
+            await nursery.start(trio.serve_listeners, rr_handler, listeners)
             start = time.thread_time()
             peer_start = link.peer_seconds
             for _ in range(in_flight):

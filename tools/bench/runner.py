@@ -221,22 +221,25 @@ async def conn_utcp_client(ns: Namespace, count: int, parallel: int = 8) -> floa
     return (count - failures) / seconds
 
 
+async def rr_handler(stream: trio.abc.HalfCloseableStream) -> None:
+    """The utcp server's side of the connection benchmark (trio.serve_listeners runs it per stream):
+    read the request byte, answer one, close. tools/bench_conn.py serves with the same function."""
+    assert isinstance(stream, UtcpStream)
+    try:
+        if await stream.receive_some(1):
+            await stream.send_all(b"y")
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await stream.aclose()
+
+
 async def conn_kernel_client(ns: Namespace, count: int) -> float:
     async with UtcpStack(netns=ns.name, linger=0.5) as stack:
         listeners = await stack.open_tcp_listeners(5004, backlog=1024)
 
-        async def handler(stream: trio.abc.HalfCloseableStream) -> None:
-            assert isinstance(stream, UtcpStream)
-            try:
-                if await stream.receive_some(1):
-                    await stream.send_all(b"y")
-            except trio.BrokenResourceError:
-                pass
-            finally:
-                await stream.aclose()
-
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handler, listeners)
+            await nursery.start(trio.serve_listeners, rr_handler, listeners)
             client = KernelProcess(ns, "rr-client", UTCP, "5004", str(count), "4")
             got = await client.result()
             nursery.cancel_scope.cancel()
