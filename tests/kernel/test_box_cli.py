@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -129,13 +130,19 @@ async def echo_through(
 
 
 async def wait_status(path: Path, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """Poll the status file until `ready(status)` (the box rewrites it every --stats-interval)."""
+    """Poll the status file until one written after this call is `ready(status)`.
+
+    The box rewrites it every --stats-interval (every second with 0); an older one can be stale by that
+    much: the impair test's SYN retransmission, also at 1 s, once met a snapshot holding the second SYN
+    but not yet the server's SYN-ACK.
+    """
+    called_at = time.time()
     status: dict[str, Any] = {}
     with trio.move_on_after(10):
         while True:
             if path.exists():
                 status = json.loads(path.read_text())
-                if ready(status):
+                if status["time"] > called_at and ready(status):
                     return status
             await trio.sleep(0.05)
     raise AssertionError(f"status never became ready: {status}")
