@@ -201,14 +201,20 @@ class HostRuntime:
         self._stack: contextlib.AsyncExitStack | None = None
         self._running = False
         self._wire_output = False
+        self._gso = False
+        self._now: Callable[[], float] = trio.current_time  # the run's clock, bound in __aenter__
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def __aenter__(self) -> HostRuntime:
-        self._wall_offset = time.time() - trio.current_time()
+        # trio.current_time() is three calls deep; the clock's own method is one (asked ~6 times per
+        # short connection)
+        self._now = trio.lowlevel.current_clock().current_time
+        self._wall_offset = time.time() - self._now()
         self._resolve_logger()
         # Plain segments come out of the host already encoded (Host.wire_output, drained with
         # datagrams_to_send) unless the link does GSO, whose coalescing works on packet values.
-        self._wire_output = hasattr(self.host, "datagrams_to_send") and not getattr(self.link, "gso", False)
+        self._gso = bool(getattr(self.link, "gso", False))
+        self._wire_output = hasattr(self.host, "datagrams_to_send") and not self._gso
         if self._wire_output:
             self.host.wire_output = True
         stack = contextlib.AsyncExitStack()
@@ -325,8 +331,7 @@ class HostRuntime:
         if not self._running or self._pumping:
             self._wakeup.unpark_all()
             return
-        self._pump(trio.current_time())
-        self._maybe_wake_driver()
+        self._maybe_wake_driver(self._pump(self._now()))
 
     def watch(self, conn: Connection) -> ConnectionWatch:
         """Start routing `conn`'s events to the tasks its stream waits in."""
@@ -361,7 +366,7 @@ class HostRuntime:
                 batch = await link.receive_batch()
             except (trio.ClosedResourceError, trio.EndOfChannel):
                 return
-            now = trio.current_time()
+            now = self._now()
             stats = self.stats
             stats["batches_in"] += 1
             stats["packets_in"] += len(batch)
@@ -375,14 +380,12 @@ class HostRuntime:
                         self._deliver(data, now)
                     else:
                         self._schedule(self._delayed_in, impair.apply(data, now), now, self._deliver)
-            self._pump(now)
-            self._maybe_wake_driver()
+            self._maybe_wake_driver(self._pump(now))
 
     async def _driver_task(self) -> None:
         while True:
-            now = trio.current_time()
-            self._pump(now)
-            wake_at = self._next_wakeup()
+            now = self._now()
+            wake_at = self._pump(now)
             if wake_at is not None and wake_at <= now:
                 # A deadline that is already due after on_timer ran: do not spin (engine bug guard).
                 self.stats["timer_spins"] += 1
@@ -411,16 +414,8 @@ class HostRuntime:
             del backlog[:sent]
 
     # -- the pump -----------------------------------------------------------------------------------
-    def _next_wakeup(self) -> float | None:
-        wake = self.host.next_deadline()
-        if self._delayed_in or self._delayed_out:  # impairment delay queues (impair_inbound/outbound)
-            for queue in (self._delayed_in, self._delayed_out):
-                if queue and (wake is None or queue[0][0] < wake):
-                    wake = queue[0][0]
-        return wake
-
-    def _maybe_wake_driver(self) -> None:
-        wake_at = self._next_wakeup()
+    def _maybe_wake_driver(self, wake_at: float | None) -> None:
+        """After a pump outside the driver: move the driver's sleep earlier if `wake_at` is earlier."""
         if wake_at is not None and wake_at < self._sleep_until:
             scope = self._driver_scope
             if scope is None:
@@ -430,32 +425,36 @@ class HostRuntime:
                 scope.deadline = wake_at
                 self._sleep_until = wake_at
 
-    def _pump(self, now: float) -> None:
-        """Deliver due delayed input, fire due timers, send what is ready, dispatch events."""
+    def _pump(self, now: float) -> float | None:
+        """Deliver due delayed input, fire due timers, send what is ready, dispatch events; returns when
+        the next pump is due (the host's next deadline or a delayed packet's), None: not before input."""
         self._pumping = True
         try:
-            self._pump_once(now)
+            host = self.host
+            delayed_in = self._delayed_in
+            while delayed_in and delayed_in[0][0] <= now:
+                self._deliver(heapq.heappop(delayed_in)[2], now)
+            deadline = host.next_deadline()
+            if deadline is not None and deadline <= now:
+                host.on_timer(now)
+            packets: list[IPv4Packet] | list[bytes]
+            packets = host.datagrams_to_send(now) if self._wire_output else host.packets_to_send(now)
+            if packets:
+                self._transmit(packets, now)
+            delayed_out = self._delayed_out
+            while delayed_out and delayed_out[0][0] <= now:
+                self._link_send(heapq.heappop(delayed_out)[2])
+            events = host.events()
+            if events:
+                self._dispatch(events)
+            wake = host.next_deadline()
+            if delayed_in or delayed_out:  # impairment delay queues (impair_inbound/outbound)
+                for queue in (delayed_in, delayed_out):
+                    if queue and (wake is None or queue[0][0] < wake):
+                        wake = queue[0][0]
+            return wake
         finally:
             self._pumping = False
-
-    def _pump_once(self, now: float) -> None:
-        host = self.host
-        delayed_in = self._delayed_in
-        while delayed_in and delayed_in[0][0] <= now:
-            self._deliver(heapq.heappop(delayed_in)[2], now)
-        deadline = host.next_deadline()
-        if deadline is not None and deadline <= now:
-            host.on_timer(now)
-        packets: list[IPv4Packet] | list[bytes]
-        packets = host.datagrams_to_send(now) if self._wire_output else host.packets_to_send(now)
-        if packets:
-            self._transmit(packets, now)
-        delayed_out = self._delayed_out
-        while delayed_out and delayed_out[0][0] <= now:
-            self._link_send(heapq.heappop(delayed_out)[2])
-        events = host.events()
-        if events:
-            self._dispatch(events)
 
     def _deliver_batch(self, batch: list[bytes], now: float) -> None:
         # The common case without pcap, tap or impairment: no per-packet checks beyond the engine's.
@@ -483,17 +482,21 @@ class HostRuntime:
             self._log.exception("engine raised on receive", packet=raw[:64].hex())
 
     def _transmit(self, packets: list[IPv4Packet] | list[bytes], now: float) -> None:
-        gso = getattr(self.link, "gso", False)
-        if gso and self._pcap is None and self.tap is None and self._impair_out is None:
-            # never bytes: a GSO link gets no wire output (see __aenter__), utcp.io.gso coalesces values
-            self._transmit_gso(cast("list[IPv4Packet]", packets))
-            return
         build = codec.build_ipv4
         pcap = self._pcap
         impair = self._impair_out
         if pcap is None and self.tap is None and impair is None:
-            # nothing looks at single packets: count them once, write them in one call
-            raws = [build(p) if isinstance(p, IPv4Packet) else p for p in packets]
+            if self._gso:
+                # never bytes: a GSO link gets no wire output (see __aenter__), utcp.io.gso coalesces values
+                self._transmit_gso(cast("list[IPv4Packet]", packets))
+                return
+            # nothing looks at single packets: count them once, write them in one call (wire output:
+            # datagrams_to_send gave bytes already)
+            raws = (
+                cast("list[bytes]", packets)
+                if self._wire_output
+                else [build(p) if isinstance(p, IPv4Packet) else p for p in packets]
+            )
             self.stats["packets_out"] += len(raws)
             self.stats["bytes_out"] += sum(map(len, raws))
             self._link_send_many(raws)
@@ -558,11 +561,12 @@ class HostRuntime:
 
     def _link_send_many(self, raws: list[bytes]) -> None:
         """`_link_send` for a run of encoded packets, with its checks made once for the run."""
-        if self.link_closed():
+        link = self.link
+        if getattr(link, "closed", False):  # link_closed(), inlined
             return
         sent = 0
         if not self._tx_backlog:
-            try_send = self.link.try_send
+            try_send = link.try_send
             try:
                 for raw in raws:
                     if not try_send(raw):
