@@ -222,7 +222,9 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                     raise trio.ClosedResourceError("stream was closed while receiving")
                 if conn.readable:
                     data = conn.read(max_bytes)
-                    self._runtime.kick()  # reading opens the window: maybe a window update is due
+                    runtime = self._runtime
+                    if runtime.host.has_output():  # the read opened the window enough to announce it
+                        runtime.kick()
                     break
                 if conn.eof_received:
                     data = b""
