@@ -97,16 +97,6 @@ def four_tuple(conn: Connection) -> dict[str, str]:
     return {"local": f"{laddr}:{lport}", "remote": f"{raddr}:{rport}"}
 
 
-class _NoLog:
-    """Stands in for a bound logger when info is filtered out: nothing bound, nothing formatted."""
-
-    def info(self, event: str, **kw: Any) -> None:
-        pass
-
-
-_NO_LOG = _NoLog()
-
-
 class ConnectionWatch:
     """What the runtime knows about a connection someone is waiting on, plus who waits.
 
@@ -596,6 +586,11 @@ class HostRuntime:
         watches = self._watches
         logs_info: bool | None = None  # asked once per call, on the first event that would log
         for event in events:
+            if isinstance(event, DataReceived) or isinstance(event, SendSpace):  # noqa: SIM101 (faster)
+                watch = watches.get(id(event.connection))
+                if watch is not None:
+                    watch.wake()
+                continue
             if isinstance(event, SegmentDropped):
                 self._log.debug(
                     "segment dropped", reason=event.reason, counter=event.counter, summary=event.summary
@@ -603,22 +598,13 @@ class HostRuntime:
                 continue
             conn = event.connection
             watch = watches.get(id(conn))
-            if isinstance(event, DataReceived) or isinstance(event, SendSpace):  # noqa: SIM101 (faster)
-                if watch is not None:
-                    watch.wake()
-                continue
             if logs_info is None:
                 logs_info = self._logs_info()
-            if not logs_info:
-                log: Any = _NO_LOG
-            elif watch is None:
-                log = self._log.bind(**four_tuple(conn))
-            else:
-                if watch.log is None:
-                    watch.log = self._log.bind(**four_tuple(conn))
-                log = watch.log
+            # None when info is filtered out: no call per event into a logger that drops it
+            log: Any = self._conn_log(conn, watch) if logs_info else None
             if isinstance(event, Connected):
-                log.info("connected", passive=event.listener is not None)
+                if log is not None:
+                    log.info("connected", passive=event.listener is not None)
                 listener = event.listener if event.listener is not None else conn.listener
                 if listener is not None:
                     lot = self._listener_lots.get(id(listener))
@@ -627,15 +613,26 @@ class HostRuntime:
                 if watch is not None:
                     watch.connected = True
             elif isinstance(event, EofReceived):
-                log.info("eof received")
+                if log is not None:
+                    log.info("eof received")
             elif isinstance(event, Reset):
-                log.info("reset", reason=event.reason)
+                if log is not None:
+                    log.info("reset", reason=event.reason)
                 if watch is not None:
                     watch.reset_reason = event.reason
             elif isinstance(event, Closed):
-                log.info("closed")
+                if log is not None:
+                    log.info("closed")
                 if watch is not None:
                     watch.closed = True
                     del watches[id(conn)]
             if watch is not None:
                 watch.wake()
+
+    def _conn_log(self, conn: Connection, watch: ConnectionWatch | None) -> Any:
+        """The logger bound to `conn`'s 4-tuple (kept on its watch: bound once per connection)."""
+        if watch is None:
+            return self._log.bind(**four_tuple(conn))
+        if watch.log is None:
+            watch.log = self._log.bind(**four_tuple(conn))
+        return watch.log
