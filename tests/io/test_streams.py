@@ -213,3 +213,28 @@ async def test_calls_that_block_are_checkpoints_and_cancellable() -> None:
         assert bytes(got) == b"s" * (64 * 1024)
         for stream in (client, server, sender, receiver):
             await stream.aclose()
+
+
+async def test_a_read_that_opens_the_window_announces_it_at_once() -> None:
+    # receive_some pumps the host only when the read left something to send (a window update): the
+    # update must still leave inside the call, not at a timer (a zero-window probe would come later).
+    small = TcpConfig(recv_buffer=4096, send_buffer=65536)
+    async with host_pair() as (rt_a, rt_b):
+        (listener,) = await open_tcp_listeners(rt_b, 0, config=small)
+        sender = await open_tcp_stream(rt_a, B_ADDRESS, listener.port)
+        receiver = await listener.accept()
+        sender.connection.send(b"w" * 8192)  # more than the window: the rest waits for an update
+        rt_a.kick()
+        with trio.fail_after(10):
+            while receiver.connection.rcv_wnd > 0:
+                await trio.sleep(0.001)
+        await trio.testing.wait_all_tasks_blocked()
+        out = rt_b.stats["packets_out"]
+        assert len(await receiver.receive_some(4096)) == 4096
+        assert rt_b.stats["packets_out"] == out + 1  # the window update, sent by the read itself
+        with trio.fail_after(10):
+            got = b""
+            while len(got) < 4096:
+                got += await receiver.receive_some(1)  # small reads: no window update for most
+        for stream in (sender, receiver):
+            await stream.aclose()

@@ -40,22 +40,9 @@ if TYPE_CHECKING:
 DEFAULT_RECEIVE_SIZE = 65536
 
 
-class _ConflictDetector:
-    """Raise BusyResourceError when two tasks use the same half of a stream at once."""
-
-    __slots__ = ("_held", "_message")
-
-    def __init__(self, message: str) -> None:
-        self._message = message
-        self._held = False
-
-    def __enter__(self) -> None:
-        if self._held:
-            raise trio.BusyResourceError(self._message)
-        self._held = True
-
-    def __exit__(self, *exc: object) -> None:
-        self._held = False
+# Two tasks using the same half of a stream at once (trio's rule): a flag per half, held for the call.
+_SEND_BUSY = "another task is using this stream for send"
+_RECEIVE_BUSY = "another task is using this stream for receive"
 
 
 def _abort_succeeds(_: object) -> trio.lowlevel.Abort:
@@ -94,8 +81,8 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         self._runtime = runtime
         self._conn = connection
         self._watch = runtime.watch(connection)
-        self._send_conflict = _ConflictDetector("another task is using this stream for send")
-        self._receive_conflict = _ConflictDetector("another task is using this stream for receive")
+        self._send_busy = False
+        self._receive_busy = False
         self._closed = False
         self._eof_sent = False
 
@@ -137,7 +124,10 @@ class UtcpStream(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
-        with self._send_conflict:
+        if self._send_busy:
+            raise trio.BusyResourceError(_SEND_BUSY)
+        self._send_busy = True
+        try:
             await trio.lowlevel.checkpoint_if_cancelled()
             view = memoryview(data)
             if view.ndim != 1 or view.format not in ("B", "b", "c"):
@@ -168,11 +158,16 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                 parked = True
             if not parked:
                 await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._send_busy = False
 
     async def wait_send_all_might_not_block(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
-        with self._send_conflict:
+        if self._send_busy:
+            raise trio.BusyResourceError(_SEND_BUSY)
+        self._send_busy = True
+        try:
             await trio.lowlevel.checkpoint_if_cancelled()
             conn = self._conn
             parked = False
@@ -185,11 +180,16 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                 parked = True
             if not parked:
                 await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._send_busy = False
 
     async def send_eof(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
-        with self._send_conflict:
+        if self._send_busy:
+            raise trio.BusyResourceError(_SEND_BUSY)
+        self._send_busy = True
+        try:
             await trio.lowlevel.checkpoint_if_cancelled()
             if not self._eof_sent:
                 broken = _broken(self._conn, self._watch)
@@ -202,6 +202,8 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                     raise trio.BrokenResourceError(f"connection cannot shut down: {exc}") from exc
                 self._runtime.kick()
             await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._send_busy = False
 
     # -- receiving ----------------------------------------------------------------------------------
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -213,7 +215,10 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                 raise ValueError("max_bytes must be >= 1")
         if self._closed:
             raise trio.ClosedResourceError("stream is closed")
-        with self._receive_conflict:
+        if self._receive_busy:
+            raise trio.BusyResourceError(_RECEIVE_BUSY)
+        self._receive_busy = True
+        try:
             await trio.lowlevel.checkpoint_if_cancelled()
             conn = self._conn
             parked = False
@@ -222,7 +227,9 @@ class UtcpStream(trio.abc.HalfCloseableStream):
                     raise trio.ClosedResourceError("stream was closed while receiving")
                 if conn.readable:
                     data = conn.read(max_bytes)
-                    self._runtime.kick()  # reading opens the window: maybe a window update is due
+                    runtime = self._runtime
+                    if runtime.host.has_output():  # the read opened the window enough to announce it
+                        runtime.kick()
                     break
                 if conn.eof_received:
                     data = b""
@@ -238,15 +245,20 @@ class UtcpStream(trio.abc.HalfCloseableStream):
             if not parked:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
+        finally:
+            self._receive_busy = False
 
     # -- closing ------------------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Close both directions (FIN, or RST with unread data as Linux does); never blocks for long."""
         if not self._closed:
             self._closed = True
-            # Already closed or failed: nothing left to tell the peer.
-            with contextlib.suppress(TcpUsageError, ConnectionFailed):
+            # Already closed or failed: nothing left to tell the peer. (try, not contextlib.suppress:
+            # ~0.3 us less, once per connection)
+            try:  # noqa: SIM105
                 self._conn.close()
+            except (TcpUsageError, ConnectionFailed):
+                pass
             self._runtime.kick()
             self._watch.wake()  # our own blocked calls raise ClosedResourceError
         await _close_checkpoint()

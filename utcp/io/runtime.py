@@ -97,16 +97,6 @@ def four_tuple(conn: Connection) -> dict[str, str]:
     return {"local": f"{laddr}:{lport}", "remote": f"{raddr}:{rport}"}
 
 
-class _NoLog:
-    """Stands in for a bound logger when info is filtered out: nothing bound, nothing formatted."""
-
-    def info(self, event: str, **kw: Any) -> None:
-        pass
-
-
-_NO_LOG = _NoLog()
-
-
 class ConnectionWatch:
     """What the runtime knows about a connection someone is waiting on, plus who waits.
 
@@ -201,14 +191,20 @@ class HostRuntime:
         self._stack: contextlib.AsyncExitStack | None = None
         self._running = False
         self._wire_output = False
+        self._gso = False
+        self._now: Callable[[], float] = trio.current_time  # the run's clock, bound in __aenter__
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def __aenter__(self) -> HostRuntime:
-        self._wall_offset = time.time() - trio.current_time()
+        # trio.current_time() is three calls deep; the clock's own method is one (asked ~6 times per
+        # short connection)
+        self._now = trio.lowlevel.current_clock().current_time
+        self._wall_offset = time.time() - self._now()
         self._resolve_logger()
         # Plain segments come out of the host already encoded (Host.wire_output, drained with
         # datagrams_to_send) unless the link does GSO, whose coalescing works on packet values.
-        self._wire_output = hasattr(self.host, "datagrams_to_send") and not getattr(self.link, "gso", False)
+        self._gso = bool(getattr(self.link, "gso", False))
+        self._wire_output = hasattr(self.host, "datagrams_to_send") and not self._gso
         if self._wire_output:
             self.host.wire_output = True
         stack = contextlib.AsyncExitStack()
@@ -325,8 +321,7 @@ class HostRuntime:
         if not self._running or self._pumping:
             self._wakeup.unpark_all()
             return
-        self._pump(trio.current_time())
-        self._maybe_wake_driver()
+        self._maybe_wake_driver(self._pump(self._now()))
 
     def watch(self, conn: Connection) -> ConnectionWatch:
         """Start routing `conn`'s events to the tasks its stream waits in."""
@@ -361,7 +356,7 @@ class HostRuntime:
                 batch = await link.receive_batch()
             except (trio.ClosedResourceError, trio.EndOfChannel):
                 return
-            now = trio.current_time()
+            now = self._now()
             stats = self.stats
             stats["batches_in"] += 1
             stats["packets_in"] += len(batch)
@@ -375,14 +370,12 @@ class HostRuntime:
                         self._deliver(data, now)
                     else:
                         self._schedule(self._delayed_in, impair.apply(data, now), now, self._deliver)
-            self._pump(now)
-            self._maybe_wake_driver()
+            self._maybe_wake_driver(self._pump(now))
 
     async def _driver_task(self) -> None:
         while True:
-            now = trio.current_time()
-            self._pump(now)
-            wake_at = self._next_wakeup()
+            now = self._now()
+            wake_at = self._pump(now)
             if wake_at is not None and wake_at <= now:
                 # A deadline that is already due after on_timer ran: do not spin (engine bug guard).
                 self.stats["timer_spins"] += 1
@@ -411,16 +404,8 @@ class HostRuntime:
             del backlog[:sent]
 
     # -- the pump -----------------------------------------------------------------------------------
-    def _next_wakeup(self) -> float | None:
-        wake = self.host.next_deadline()
-        if self._delayed_in or self._delayed_out:  # impairment delay queues (impair_inbound/outbound)
-            for queue in (self._delayed_in, self._delayed_out):
-                if queue and (wake is None or queue[0][0] < wake):
-                    wake = queue[0][0]
-        return wake
-
-    def _maybe_wake_driver(self) -> None:
-        wake_at = self._next_wakeup()
+    def _maybe_wake_driver(self, wake_at: float | None) -> None:
+        """After a pump outside the driver: move the driver's sleep earlier if `wake_at` is earlier."""
         if wake_at is not None and wake_at < self._sleep_until:
             scope = self._driver_scope
             if scope is None:
@@ -430,32 +415,36 @@ class HostRuntime:
                 scope.deadline = wake_at
                 self._sleep_until = wake_at
 
-    def _pump(self, now: float) -> None:
-        """Deliver due delayed input, fire due timers, send what is ready, dispatch events."""
+    def _pump(self, now: float) -> float | None:
+        """Deliver due delayed input, fire due timers, send what is ready, dispatch events; returns when
+        the next pump is due (the host's next deadline or a delayed packet's), None: not before input."""
         self._pumping = True
         try:
-            self._pump_once(now)
+            host = self.host
+            delayed_in = self._delayed_in
+            while delayed_in and delayed_in[0][0] <= now:
+                self._deliver(heapq.heappop(delayed_in)[2], now)
+            deadline = host.next_deadline()
+            if deadline is not None and deadline <= now:
+                host.on_timer(now)
+            packets: list[IPv4Packet] | list[bytes]
+            packets = host.datagrams_to_send(now) if self._wire_output else host.packets_to_send(now)
+            if packets:
+                self._transmit(packets, now)
+            delayed_out = self._delayed_out
+            while delayed_out and delayed_out[0][0] <= now:
+                self._link_send(heapq.heappop(delayed_out)[2])
+            events = host.events()
+            if events:
+                self._dispatch(events)
+            wake = host.next_deadline()
+            if delayed_in or delayed_out:  # impairment delay queues (impair_inbound/outbound)
+                for queue in (delayed_in, delayed_out):
+                    if queue and (wake is None or queue[0][0] < wake):
+                        wake = queue[0][0]
+            return wake
         finally:
             self._pumping = False
-
-    def _pump_once(self, now: float) -> None:
-        host = self.host
-        delayed_in = self._delayed_in
-        while delayed_in and delayed_in[0][0] <= now:
-            self._deliver(heapq.heappop(delayed_in)[2], now)
-        deadline = host.next_deadline()
-        if deadline is not None and deadline <= now:
-            host.on_timer(now)
-        packets: list[IPv4Packet] | list[bytes]
-        packets = host.datagrams_to_send(now) if self._wire_output else host.packets_to_send(now)
-        if packets:
-            self._transmit(packets, now)
-        delayed_out = self._delayed_out
-        while delayed_out and delayed_out[0][0] <= now:
-            self._link_send(heapq.heappop(delayed_out)[2])
-        events = host.events()
-        if events:
-            self._dispatch(events)
 
     def _deliver_batch(self, batch: list[bytes], now: float) -> None:
         # The common case without pcap, tap or impairment: no per-packet checks beyond the engine's.
@@ -483,17 +472,21 @@ class HostRuntime:
             self._log.exception("engine raised on receive", packet=raw[:64].hex())
 
     def _transmit(self, packets: list[IPv4Packet] | list[bytes], now: float) -> None:
-        gso = getattr(self.link, "gso", False)
-        if gso and self._pcap is None and self.tap is None and self._impair_out is None:
-            # never bytes: a GSO link gets no wire output (see __aenter__), utcp.io.gso coalesces values
-            self._transmit_gso(cast("list[IPv4Packet]", packets))
-            return
         build = codec.build_ipv4
         pcap = self._pcap
         impair = self._impair_out
         if pcap is None and self.tap is None and impair is None:
-            # nothing looks at single packets: count them once, write them in one call
-            raws = [build(p) if isinstance(p, IPv4Packet) else p for p in packets]
+            if self._gso:
+                # never bytes: a GSO link gets no wire output (see __aenter__), utcp.io.gso coalesces values
+                self._transmit_gso(cast("list[IPv4Packet]", packets))
+                return
+            # nothing looks at single packets: count them once, write them in one call (wire output:
+            # datagrams_to_send gave bytes already)
+            raws = (
+                cast("list[bytes]", packets)
+                if self._wire_output
+                else [build(p) if isinstance(p, IPv4Packet) else p for p in packets]
+            )
             self.stats["packets_out"] += len(raws)
             self.stats["bytes_out"] += sum(map(len, raws))
             self._link_send_many(raws)
@@ -558,11 +551,12 @@ class HostRuntime:
 
     def _link_send_many(self, raws: list[bytes]) -> None:
         """`_link_send` for a run of encoded packets, with its checks made once for the run."""
-        if self.link_closed():
+        link = self.link
+        if getattr(link, "closed", False):  # link_closed(), inlined
             return
         sent = 0
         if not self._tx_backlog:
-            try_send = self.link.try_send
+            try_send = link.try_send
             try:
                 for raw in raws:
                     if not try_send(raw):
@@ -592,6 +586,11 @@ class HostRuntime:
         watches = self._watches
         logs_info: bool | None = None  # asked once per call, on the first event that would log
         for event in events:
+            if isinstance(event, DataReceived) or isinstance(event, SendSpace):  # noqa: SIM101 (faster)
+                watch = watches.get(id(event.connection))
+                if watch is not None:
+                    watch.wake()
+                continue
             if isinstance(event, SegmentDropped):
                 self._log.debug(
                     "segment dropped", reason=event.reason, counter=event.counter, summary=event.summary
@@ -599,22 +598,13 @@ class HostRuntime:
                 continue
             conn = event.connection
             watch = watches.get(id(conn))
-            if isinstance(event, DataReceived) or isinstance(event, SendSpace):  # noqa: SIM101 (faster)
-                if watch is not None:
-                    watch.wake()
-                continue
             if logs_info is None:
                 logs_info = self._logs_info()
-            if not logs_info:
-                log: Any = _NO_LOG
-            elif watch is None:
-                log = self._log.bind(**four_tuple(conn))
-            else:
-                if watch.log is None:
-                    watch.log = self._log.bind(**four_tuple(conn))
-                log = watch.log
+            # None when info is filtered out: no call per event into a logger that drops it
+            log: Any = self._conn_log(conn, watch) if logs_info else None
             if isinstance(event, Connected):
-                log.info("connected", passive=event.listener is not None)
+                if log is not None:
+                    log.info("connected", passive=event.listener is not None)
                 listener = event.listener if event.listener is not None else conn.listener
                 if listener is not None:
                     lot = self._listener_lots.get(id(listener))
@@ -623,15 +613,26 @@ class HostRuntime:
                 if watch is not None:
                     watch.connected = True
             elif isinstance(event, EofReceived):
-                log.info("eof received")
+                if log is not None:
+                    log.info("eof received")
             elif isinstance(event, Reset):
-                log.info("reset", reason=event.reason)
+                if log is not None:
+                    log.info("reset", reason=event.reason)
                 if watch is not None:
                     watch.reset_reason = event.reason
             elif isinstance(event, Closed):
-                log.info("closed")
+                if log is not None:
+                    log.info("closed")
                 if watch is not None:
                     watch.closed = True
                     del watches[id(conn)]
             if watch is not None:
                 watch.wake()
+
+    def _conn_log(self, conn: Connection, watch: ConnectionWatch | None) -> Any:
+        """The logger bound to `conn`'s 4-tuple (kept on its watch: bound once per connection)."""
+        if watch is None:
+            return self._log.bind(**four_tuple(conn))
+        if watch.log is None:
+            watch.log = self._log.bind(**four_tuple(conn))
+        return watch.log

@@ -275,6 +275,11 @@ class Host:
             return []  # an empty batch: no comprehension to run (a call on Python 3.11)
         return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in out]
 
+    def has_output(self) -> bool:
+        """Whether `packets_to_send` would find anything to do: a connection with something to transmit,
+        a self-delivered packet or a queued one (due timers are `next_deadline`'s business)."""
+        return bool(self._dirty or self._loop or self._outbox)
+
     def _drain(self, now: float) -> list[IPv4Packet | bytes]:
         self._now = now
         rounds = 0
