@@ -28,7 +28,7 @@ from utcp.tcp.state import States, TcpState
 from utcp.tcp.syncookies import SynCookies
 from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
-from utcp.wire.fastpath import PlainSegment, plain_segment, plain_tcp_segment
+from utcp.wire.fastpath import PlainSegment, SynSegment, plain_segment, plain_tcp_segment, syn_segment
 from utcp.wire.format import format_flags
 from utcp.wire.packet import (
     F_ACK,
@@ -50,6 +50,7 @@ _Key = tuple[str, int, str, int]
 _SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cookie (Linux TCP_SYNCOOKIE_VALID)
 _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
+SYN_ACK = F_SYN | F_ACK
 
 
 class Listener:
@@ -203,6 +204,10 @@ class Host:
                     # (checksums verified once, by plain_segment); anything else is parsed below
                     self._deliver(inet_ntoa(shape[0]), dst, plain_tcp_segment(packet, shape), now)
                     return
+            else:
+                syn = syn_segment(packet, self.verify_checksums)
+                if syn is not None and self._receive_syn_fast(packet, syn, now):
+                    return
         if isinstance(packet, IPv4Packet):
             src, dst, seg, protocol = packet.src, packet.dst, packet.payload, packet.protocol
             fragment = packet.more_fragments or packet.fragment_offset
@@ -256,6 +261,31 @@ class Host:
             conn._wire_key = wire_key
         payload = memoryview(raw)[start:] if start < len(raw) else b""
         if not conn._fast_input(seq, ack, flags, window, tsval, tsecr, payload, now):
+            return False
+        self.counters["InSegs"] += 1
+        return True
+
+    def _receive_syn_fast(self, raw: bytes, syn: SynSegment, now: float) -> bool:
+        """Header prediction for the handshake (utcp.wire.fastpath.syn_segment's shape): the SYN-ACK
+        answering a connection in SYN-SENT (Connection._fast_synack). False: nothing was done, take the
+        general path. (The shape carries no TOA option: with Host(toa=...) set, _deliver's _note_toa
+        would find none either.)"""
+        wire_key = raw[12:24]
+        conn = self._wire_conns.get(wire_key)
+        if conn is None:
+            src, dst, sport, dport = syn[0], syn[1], syn[2], syn[3]
+            laddr = inet_ntoa(dst)
+            raddr = inet_ntoa(src)
+            conn = self._conns.get((laddr, dport, raddr, sport))
+            if conn is None:
+                return False  # LISTEN or CLOSED: the general path
+            # only connections we hold, forgotten in _unlink: as bounded as _conns
+            self._wire_conns[wire_key] = conn
+            conn._wire_key = wire_key
+        _, _, _, _, seq, ack, window, flags, mss, wscale, sack, tsval, tsecr = syn
+        if flags != SYN_ACK:
+            return False  # a SYN for a connection: its state decides (TIME-WAIT reuse, retransmission...)
+        if not conn._fast_synack(seq, ack, window, mss, wscale, sack, tsval, tsecr, now):
             return False
         self.counters["InSegs"] += 1
         return True
