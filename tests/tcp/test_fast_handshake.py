@@ -1,12 +1,13 @@
-"""The handshake's fast path changes speed, not behaviour: a SYN-ACK reaching SYN-SENT
-(Connection._fast_synack) when given as bytes.
+"""The handshake's fast paths change speed, not behaviour: a SYN-ACK reaching SYN-SENT
+(Connection._fast_synack) and a SYN reaching a listener (Host._fast_passive_open) when given as bytes.
 
 Each case runs twice on identical hosts: the packet handed over as a value (never a fast path: the
 general path) and as bytes (utcp.wire.fastpath.syn_segment, then the fast path when its conditions hold).
 Everything the hosts send, every event (with its connection's whole state), every counter and every
-connection's state must be the same. The cases are drawn to hit the rules the fast path must leave to
+connection's state must be the same. The cases are drawn to hit the rules the fast paths must leave to
 the general path: unacceptable ACKs, TSecr the PAWSActive check refuses, other flags, data, odd options,
-policies that decide themselves.
+policies that decide themselves, full SYN and accept queues (drop or SYN cookie), the connection limit,
+TIME-WAIT reuse and SYN-RECEIVED retransmissions, a wildcard listener, closed ports, TOA.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.tcp.helpers import (
     AK,
+    FA,
     ISS,
     PEER_ISS,
     SA,
@@ -38,6 +40,7 @@ from utcp.policy.base import ACCEPT, Decision, Policy, Verdict
 from utcp.policy.linux import LinuxPolicy
 from utcp.tcp.connection import Connection
 from utcp.tcp.host import Host
+from utcp.tcp.state import TcpState
 from utcp.wire import IPv4Packet, TcpFlags, TcpOption, TcpSegment, build_ipv4
 from utcp.wire.packet import Mss, Nop, SackPermitted, Timestamps, WindowScale
 
@@ -251,21 +254,183 @@ def test_each_rule_at_syn_sent_alone(change: dict[str, Any], tsecr: int) -> None
     assert run_syn_sent(case, as_bytes=True) == run_syn_sent(case, as_bytes=False)
 
 
+# --- LISTEN -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListenCase:
+    config: tuple[tuple[str, Any], ...] = ()
+    policy: str = "linux"
+    wire_output: bool = False
+    listen_any: bool = False
+    backlog: int = 1  # both queues hold up to 2
+    syn_pending: int = 0
+    accept_pending: int = 0
+    max_connections: int | None = None
+    toa: bool = False
+    existing: str = "none"  # "syn-received" (the same SYN again or another one), "time-wait"
+    flags: int = S
+    seq_delta: int = 0
+    dst: str = A
+    dport: int = 80
+    offer: Offer = Offer()
+    payload: bytes = b""
+    sport: int = 50000
+
+
+LISTEN_CHANGES: list[dict[str, Any]] = [
+    {"config": (("timestamps", False),)},
+    {"config": (("sack", False),)},
+    {"config": (("window_scale", None),)},
+    {"config": (("syn_cookies", False),)},
+    {"policy": "tw-recycle"},
+    {"policy": "own-passive"},
+    {"listen_any": True},
+    {"backlog": 0},
+    {"backlog": 4},
+    {"syn_pending": 1},
+    {"syn_pending": 2},  # the SYN queue is full
+    {"accept_pending": 1},
+    {"accept_pending": 2},  # the accept queue is full
+    {"max_connections": 1},
+    {"max_connections": 2, "syn_pending": 1, "accept_pending": 1},  # at the limit
+    {"max_connections": 3, "syn_pending": 1, "accept_pending": 1},  # one short of it
+    {"toa": True},
+    {"existing": "syn-received"},
+    {"existing": "time-wait"},
+    *({"flags": f} for f in (SA, S | TcpFlags.FIN, S | R, S | TcpFlags.PSH, AK, R, S | 0x40)),
+    {"seq_delta": 1},
+    {"seq_delta": -100_000},
+    {"dst": OTHER},
+    {"dport": 81},
+    {"payload": b"x"},
+    {"sport": 50001},
+]
+
+
+@st.composite
+def listen_cases(draw: st.DrawFn) -> ListenCase:
+    case = ListenCase(
+        wire_output=draw(st.booleans()), offer=_offer(draw, tsecr=draw(st.sampled_from([0, 7])))
+    )
+    for change in draw(st.lists(st.sampled_from(LISTEN_CHANGES), max_size=3)):
+        case = _changed(case, change)
+    return case
+
+
+def _handshake(host: Host, sport: int, now: float, complete: bool) -> None:
+    """As peer B:sport, a SYN to A:80 (values), and the third ACK when `complete`."""
+    host.receive(pkt(S, PEER_ISS, options=syn_opts(tsval=100), sport=sport), now)
+    synack = [p.tcp for p in host.packets_to_send(now) if p.tcp.dst_port == sport]
+    if complete and synack and synack[0].flags == SA:
+        third = pkt(AK, PEER_ISS + 1, synack[0].seq + 1, options=ts(101, 0), sport=sport)
+        host.receive(third, now)
+        host.packets_to_send(now)
+
+
+def run_listen(case: ListenCase, as_bytes: bool) -> list[Outcome]:
+    host = make_host(
+        A,
+        iss=None,
+        config=cfg(**dict(case.config)),
+        wire_output=case.wire_output,
+        max_connections=case.max_connections,
+        toa="getpeername" if case.toa else None,
+    )
+    host.listen("0.0.0.0" if case.listen_any else A, 80, backlog=case.backlog, policy=_policy(case.policy))
+    now = 1.0
+    for i in range(case.accept_pending):
+        _handshake(host, 40000 + i, now, complete=True)
+    for i in range(case.syn_pending):
+        _handshake(host, 41000 + i, now, complete=False)
+    seq = PEER_ISS
+    if case.existing == "syn-received":
+        _handshake(host, case.sport, now, complete=False)
+    elif case.existing == "time-wait":
+        # the host closes first: FIN, the peer's ACK and FIN, TIME-WAIT on the host's side
+        _handshake(host, case.sport, now, complete=True)
+        conns = [c for c in host.connections() if c.remote[1] == case.sport]
+        if conns and conns[0].state is TcpState.ESTABLISHED:
+            conns[0].close()
+            fin = [p.tcp for p in host.packets_to_send(now) if p.tcp.dst_port == case.sport]
+            if fin:
+                now += 0.01
+                host.receive(
+                    pkt(FA, PEER_ISS + 1, fin[-1].seq + 1, options=ts(102, 0), sport=case.sport), now
+                )
+                host.packets_to_send(now)
+        seq = PEER_ISS + 1000
+    results = [outcome(host, now)]
+    now += 0.1
+    syn = pkt(
+        TcpFlags(case.flags),
+        seq + case.seq_delta,
+        7 if case.flags & AK else 0,
+        options=case.offer.options(),
+        payload=case.payload,
+        sport=case.sport,
+        dport=case.dport,
+        dst=case.dst,
+    )
+    deliver(host, syn, as_bytes, now)
+    results.append(outcome(host, now))
+    # the same SYN again (a retransmission), then a third ACK for whatever SYN-ACK went out
+    now += 0.01
+    deliver(host, syn, as_bytes, now)
+    again = outcome(host, now)
+    results.append(again)
+    synacks = [p.tcp for p in again[0] if p.tcp.flags == SA and p.tcp.dst_port == case.sport]
+    if synacks:
+        now += 0.01
+        third = pkt(AK, syn.tcp.seq + 1, synacks[0].seq + 1, options=ts(200, 0), sport=case.sport)
+        deliver(host, third, as_bytes, now)
+        results.append(outcome(host, now))
+    return results
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(listen_cases())
+def test_a_syn_as_bytes_does_what_the_general_path_does(case: ListenCase) -> None:
+    assert run_listen(case, as_bytes=True) == run_listen(case, as_bytes=False)
+
+
+@pytest.mark.parametrize(
+    "base", [{}, {"listen_any": True}, {"wire_output": True, "offer": Offer(tsval=2000)}]
+)
+@pytest.mark.parametrize("change", [{}, *LISTEN_CHANGES])
+def test_each_rule_at_a_listener_alone(base: dict[str, Any], change: dict[str, Any]) -> None:
+    case = replace(ListenCase(**base), **change)
+    assert run_listen(case, as_bytes=True) == run_listen(case, as_bytes=False)
+
+
 # --- the fast paths are taken -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("wire_output", [False, True])
-def test_the_plain_handshake_takes_the_fast_path(wire_output: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_plain_handshake_takes_the_fast_paths(wire_output: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # Guard against the equalities above holding only because the fast paths never run.
     taken: list[str] = []
     fast_synack = Connection._fast_synack
+    fast_passive_open = Host._fast_passive_open
 
     def synack_spy(self: Connection, *args: Any) -> bool:
         ok: bool = fast_synack(self, *args)
         taken.append(f"synack {ok}")
         return ok
 
+    def passive_spy(self: Host, *args: Any) -> bool:
+        ok: bool = fast_passive_open(self, *args)
+        taken.append(f"passive {ok}")
+        return ok
+
     monkeypatch.setattr(Connection, "_fast_synack", synack_spy)
+    monkeypatch.setattr(Host, "_fast_passive_open", passive_spy)
+    for listen_case in (
+        ListenCase(wire_output=wire_output),
+        ListenCase(wire_output=wire_output, listen_any=True, offer=Offer(none=True), max_connections=4),
+    ):
+        run_listen(listen_case, as_bytes=True)
     for config in ((), (("timestamps", False), ("sack", False), ("window_scale", None))):
         run_syn_sent(SynSentCase(config=config, wire_output=wire_output), as_bytes=True)
+    assert taken.count("passive True") == 2
     assert taken.count("synack True") == 2

@@ -50,6 +50,7 @@ _Key = tuple[str, int, str, int]
 _SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cookie (Linux TCP_SYNCOOKIE_VALID)
 _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
+_BASE_CHECK_PASSIVE_SYN = Policy.check_passive_syn  # the stock check: accepts unless tw_recycle
 SYN_ACK = F_SYN | F_ACK
 
 
@@ -267,9 +268,9 @@ class Host:
 
     def _receive_syn_fast(self, raw: bytes, syn: SynSegment, now: float) -> bool:
         """Header prediction for the handshake (utcp.wire.fastpath.syn_segment's shape): the SYN-ACK
-        answering a connection in SYN-SENT (Connection._fast_synack). False: nothing was done, take the
-        general path. (The shape carries no TOA option: with Host(toa=...) set, _deliver's _note_toa
-        would find none either.)"""
+        answering a connection in SYN-SENT (Connection._fast_synack), a SYN for a listener and no
+        connection (_fast_passive_open). False: nothing was done, take the general path. (The shape
+        carries no TOA option: with Host(toa=...) set, _deliver's _note_toa would find none either.)"""
         wire_key = raw[12:24]
         conn = self._wire_conns.get(wire_key)
         if conn is None:
@@ -278,7 +279,7 @@ class Host:
             raddr = inet_ntoa(src)
             conn = self._conns.get((laddr, dport, raddr, sport))
             if conn is None:
-                return False  # LISTEN or CLOSED: the general path
+                return self._fast_passive_open(laddr, raddr, wire_key, syn, now)
             # only connections we hold, forgotten in _unlink: as bounded as _conns
             self._wire_conns[wire_key] = conn
             conn._wire_key = wire_key
@@ -288,6 +289,51 @@ class Host:
         if not conn._fast_synack(seq, ack, window, mss, wscale, sack, tsval, tsecr, now):
             return False
         self.counters["InSegs"] += 1
+        return True
+
+    def _fast_passive_open(
+        self, laddr: str, raddr: str, wire_key: bytes, syn: SynSegment, now: float
+    ) -> bool:
+        """Header prediction for a SYN reaching a listener when no connection holds its 4-tuple (Linux
+        tcp_v4_rcv finds the listener, tcp_conn_request accepts): the stock policy with nothing to
+        check, room in both queues and under the connection limit. Does exactly what _deliver ->
+        _listen_input -> _passive_open would do for it; returns False, having changed nothing,
+        whenever any other rule could apply (then the caller takes the general path)."""
+        _, _, sport, dport, seq, _, window, flags, mss, wscale, sack, tsval, _ = syn
+        if flags != F_SYN:
+            return False  # RFC 9293 3.10.7.2 second: LISTEN answers an ACK with RST (or a SYN cookie ACK)
+        if laddr not in self._addr_set:
+            return False  # not ours (Linux ip_rcv_finish: InAddrErrors); a wildcard listener would match
+        lst = self._listeners.get((laddr, dport)) or self._listeners.get((ANY, dport))
+        if lst is None:
+            return False  # RFC 9293 3.10.7.1 CLOSED: RST or drop
+        policy = lst.policy
+        if type(policy).check_passive_syn is not _BASE_CHECK_PASSIVE_SYN or policy.tw_recycle:
+            return False  # Linux tcp_peer_is_proven (tw_recycle), or a user policy: let it see the SYN
+        backlog = lst.backlog
+        if len(lst._accept_queue) > backlog or len(lst._syn_queue) > backlog:
+            return False  # Linux tcp_conn_request: a full queue drops the SYN or answers with a cookie
+        if self.max_connections is not None and len(self._conns) >= self.max_connections:
+            return False  # Host(max_connections): TCPMaxConnectionsDrop
+        self.counters["InSegs"] += 1
+        # _passive_open
+        conn = Connection(
+            self,
+            (laddr, dport),
+            (raddr, sport),
+            lst.config,
+            policy,
+            iss=self._isn.isn(laddr, dport, raddr, sport, now),
+            mtu_mss=self.mtu - 40,
+            ip_id=0,
+            listener=lst,
+        )
+        lst._syn_queue[conn] = None
+        self._register(conn)
+        self._wire_conns[wire_key] = conn  # the third ACK finds it at once (Host._receive_fast)
+        conn._wire_key = wire_key
+        conn._open_request(seq, window, mss, wscale, sack, tsval, now)
+        self._reschedule(conn)
         return True
 
     def packets_to_send(self, now: float) -> list[IPv4Packet]:
