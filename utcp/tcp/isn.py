@@ -10,18 +10,20 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+import struct
 
 from utcp.tcp.addr import PackedAddresses
 
 __all__ = ["IsnGenerator"]
 
 _U32 = 0xFFFFFFFF
+_PORTS = struct.Struct("!HH")
 
 
 class IsnGenerator:
     """RFC 6528 ISN generator. Immutable once built; `isn()` is a pure function of its arguments."""
 
-    __slots__ = ("_packed", "_secret", "fixed", "tick_shift")
+    __slots__ = ("_keyed", "_packed", "_secret", "fixed", "tick_shift")
 
     def __init__(
         self,
@@ -47,6 +49,8 @@ class IsnGenerator:
         if tick_shift < 0:
             raise ValueError("tick_shift must be >= 0")
         self._secret = secret
+        # F's hash with the key already taken in: a copy per ISN costs less than keying a new one
+        self._keyed = hashlib.blake2s(key=secret, digest_size=4)
         self.fixed = fixed
         self.tick_shift = tick_shift
         self._packed = PackedAddresses()
@@ -54,13 +58,9 @@ class IsnGenerator:
     def offset(self, local_addr: str, local_port: int, remote_addr: str, remote_port: int) -> int:
         """F: the keyed hash of the 4-tuple (Linux: siphash_3u32(saddr, daddr, sport << 16 | dport))."""
         packed = self._packed
-        data = (
-            packed(local_addr)
-            + packed(remote_addr)
-            + local_port.to_bytes(2, "big")
-            + remote_port.to_bytes(2, "big")
-        )
-        return int.from_bytes(hashlib.blake2s(data, key=self._secret, digest_size=4).digest(), "big")
+        h = self._keyed.copy()
+        h.update(packed(local_addr) + packed(remote_addr) + _PORTS.pack(local_port, remote_port))
+        return int.from_bytes(h.digest(), "big")
 
     def timer(self, now: float) -> int:
         """M: `now` in nanoseconds >> tick_shift (Linux seq_scale)."""
