@@ -370,7 +370,8 @@ class Host:
                 if isinstance(seg, TcpSegment):
                     self._deliver(pkt.src, pkt.dst, seg, now)
         out = self._outbox
-        self._outbox = []
+        if out:
+            self._outbox = []  # an empty one stays: both callers hand out a fresh list instead
         return out
 
     def next_deadline(self) -> float | None:

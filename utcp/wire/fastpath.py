@@ -224,6 +224,7 @@ _TS_HEADS = (_SACK_TS_HEAD, _NOP_NOP_TS_HEAD)
 _NOP_NOP_SACK = b"\x01\x01\x04\x02"
 _NOP_WS_HEAD = b"\x01\x03\x03"  # NOP, kind 3 length 3
 _TS_VALUES = struct.Struct("!II")
+_LINUX_SYN = struct.Struct("!2sH4sII3sB")  # the 20-byte option area: every field of it
 
 
 def syn_segment(raw: bytes, verify_checksums: bool = True) -> SynSegment | None:
@@ -243,27 +244,34 @@ def syn_segment(raw: bytes, verify_checksums: bool = True) -> SynSegment | None:
     flags = offflags & 0xFFF
     if flags not in _SYN_FLAGS or 20 + ((offflags >> 12) << 2) != n:
         return None  # other flags, or a payload (or a data offset beyond the packet)
-    mss = wscale = tsval = tsecr = -1
-    sack = False
-    if n > 40:
-        if raw[40:42] != _MSS_HEAD:
+    if n == 60:
+        # Linux's own layout, read at once: MSS, SACK_PERM + TS (or NOP NOP TS), NOP WS
+        mss_head, mss, ts_head, tsval, tsecr, ws_head, wscale = _LINUX_SYN.unpack_from(raw, 40)
+        if mss_head != _MSS_HEAD or ts_head not in _TS_HEADS or ws_head != _NOP_WS_HEAD:
             return None
-        mss = (raw[42] << 8) | raw[43]
-        pos = 44
-        head = raw[44:48]
-        if head in _TS_HEADS:
-            if n < 56:
+        sack = ts_head == _SACK_TS_HEAD
+    else:
+        mss = wscale = tsval = tsecr = -1
+        sack = False
+        if n > 40:
+            if raw[40:42] != _MSS_HEAD:
                 return None
-            sack = head[0] == 4
-            tsval, tsecr = _TS_VALUES.unpack_from(raw, 48)
-            pos = 56
-        elif head == _NOP_NOP_SACK:
-            sack = True
-            pos = 48
-        if pos < n:
-            if pos + 4 != n or raw[pos : pos + 3] != _NOP_WS_HEAD:
-                return None
-            wscale = raw[pos + 3]
+            mss = (raw[42] << 8) | raw[43]
+            pos = 44
+            head = raw[44:48]
+            if head in _TS_HEADS:
+                if n < 56:
+                    return None
+                sack = head == _SACK_TS_HEAD
+                tsval, tsecr = _TS_VALUES.unpack_from(raw, 48)
+                pos = 56
+            elif head == _NOP_NOP_SACK:
+                sack = True
+                pos = 48
+            if pos < n:
+                if pos + 4 != n or raw[pos : pos + 3] != _NOP_WS_HEAD:
+                    return None
+                wscale = raw[pos + 3]
     if verify_checksums and not ipv4_tcp_verifies(raw, n):
         return None
     return (src, dst, sport, dport, seq, ack, window, flags, mss, wscale, sack, tsval, tsecr)
