@@ -18,12 +18,13 @@ __all__ = ["IsnGenerator"]
 
 _U32 = 0xFFFFFFFF
 _PORTS = struct.Struct("!HH")
+_PAIR_CACHE = 4096  # address pairs whose packed bytes are kept
 
 
 class IsnGenerator:
     """RFC 6528 ISN generator. Immutable once built; `isn()` is a pure function of its arguments."""
 
-    __slots__ = ("_keyed", "_packed", "_secret", "fixed", "tick_shift")
+    __slots__ = ("_keyed", "_packed", "_pairs", "_secret", "fixed", "tick_shift")
 
     def __init__(
         self,
@@ -54,12 +55,23 @@ class IsnGenerator:
         self.fixed = fixed
         self.tick_shift = tick_shift
         self._packed = PackedAddresses()
+        # (local, remote) -> their packed bytes, the hash input's first part: a host meets few pairs
+        self._pairs: dict[tuple[str, str], bytes] = {}
+
+    def _pair(self, local_addr: str, remote_addr: str) -> bytes:
+        pair = (local_addr, remote_addr)
+        value = self._pairs.get(pair)
+        if value is None:
+            value = self._packed(local_addr) + self._packed(remote_addr)
+            if len(self._pairs) >= _PAIR_CACHE:
+                self._pairs.clear()  # bounded: a flood of peer addresses cannot grow it without end
+            self._pairs[pair] = value
+        return value
 
     def offset(self, local_addr: str, local_port: int, remote_addr: str, remote_port: int) -> int:
         """F: the keyed hash of the 4-tuple (Linux: siphash_3u32(saddr, daddr, sport << 16 | dport))."""
-        packed = self._packed
         h = self._keyed.copy()
-        h.update(packed(local_addr) + packed(remote_addr) + _PORTS.pack(local_port, remote_port))
+        h.update(self._pair(local_addr, remote_addr) + _PORTS.pack(local_port, remote_port))
         return int.from_bytes(h.digest(), "big")
 
     def timer(self, now: float) -> int:
@@ -70,4 +82,11 @@ class IsnGenerator:
         """The ISN for a new connection on this 4-tuple at time `now`."""
         if self.fixed is not None:
             return self.fixed
-        return (self.timer(now) + self.offset(local_addr, local_port, remote_addr, remote_port)) & _U32
+        # timer(now) + offset(...), inlined (a call each, once per connection)
+        prefix = self._pairs.get((local_addr, remote_addr))
+        h = self._keyed.copy()
+        h.update(
+            (prefix if prefix is not None else self._pair(local_addr, remote_addr))
+            + _PORTS.pack(local_port, remote_port)
+        )
+        return ((round(now * 1_000_000_000) >> self.tick_shift) + int.from_bytes(h.digest(), "big")) & _U32
