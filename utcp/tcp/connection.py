@@ -44,7 +44,7 @@ from utcp.tcp.options import (
     syn_options,
     timestamp_options,
 )
-from utcp.tcp.recvbuf import EMPTY_REASSEMBLY, ReadBuffer, Reassembly
+from utcp.tcp.recvbuf import EMPTY_READ_BUFFER, EMPTY_REASSEMBLY, ReadBuffer, Reassembly
 from utcp.tcp.rtt import RttEstimator
 from utcp.tcp.sack import EMPTY_SCOREBOARD, Scoreboard
 from utcp.tcp.sendbuf import SendBuffer
@@ -2108,6 +2108,9 @@ class Connection:
         self._t_keepalive = None
         if not self._tx_times:
             self._tx_times = None  # all acknowledged: one object less per TIME-WAIT for the GC to walk
+        if not self._rbuf._size:
+            # all read, and no data comes after the peer's FIN: two objects less for the GC
+            self._rbuf = EMPTY_READ_BUFFER
         # the policy may shorten TIME-WAIT (tw_recycle: 3.5 RTO after remembering the peer's TSval)
         length = self.policy.on_time_wait(self, self.local, self.remote, now)
         self._t_close = now + (self.config.time_wait if length is None else length)
@@ -2413,6 +2416,8 @@ class Connection:
         self._on_ack_sent()
         self._st_segs_out += 1
         self._host._send_wire(raw)
+        if self.state is _TIME_WAIT:
+            self._encoder = None  # likely its last segment: one object less for the GC (made again if not)
 
     def _wire_encoder(self) -> SegmentEncoder | None:
         """The encoder for segments queued as bytes, when the host asks for them (Host.wire_output) and
