@@ -2276,7 +2276,8 @@ class Connection:
         what cannot change between them worked out once: the window field (`_select_window` gives the
         same value again while nothing is received or read), the timestamps, the ACK number, the RTO.
         Returns whether anything was sent; `_send_new` then goes on from where this stopped."""
-        mss = max(self._mss, 1)  # _data_mss without SACK blocks (the encoder implies none)
+        mss = self._mss  # _data_mss without SACK blocks (the encoder implies none)
+        mss = mss if mss > 1 else 1  # max(), spelled out: called for every transmit of a connection
         sbuf = self._sbuf
         start = self._snd_nxt
         data_end = sbuf.end
