@@ -6,8 +6,11 @@ import hashlib
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from utcp.tcp.clock import TimestampClock
+from utcp.tcp.clock import OffsetMode, TimestampClock
+from utcp.tcp.host import Host
 
 A, B, C = "198.18.0.1", "198.18.0.2", "198.18.0.3"
 
@@ -88,3 +91,18 @@ def test_cached_offsets_are_the_keyed_hash() -> None:
             data = ipaddress.ip_address(x).packed + ipaddress.ip_address(y).packed
             want = int.from_bytes(hashlib.blake2s(data, key=b"s" * 16, digest_size=4).digest(), "big")
             assert clock.offset(x, y) == want
+
+
+@settings(max_examples=200)
+@given(
+    st.floats(0.0, 1e7),
+    st.sampled_from([1, 100, 250, 1000]),
+    st.sampled_from([1.0, 1.01, 0.99, 3.0]),
+    st.sampled_from(["per-pair", "zero", "fixed"]),
+)
+def test_a_connection_stamps_what_the_clock_gives(now: float, hz: int, skew: float, mode: OffsetMode) -> None:
+    # Connection.tsval_at works the clock's ticks out inline: the same TSval as TimestampClock.tsval
+    clock = TimestampClock(hz, offset_mode=mode, fixed_offset=12345, skew=skew, seed=3)
+    host = Host(["198.18.0.1"], ts_clock=clock, seed=1)
+    conn = host.connect("198.18.0.2", 80, 0.0)
+    assert conn.tsval_at(now) == clock.tsval("198.18.0.1", "198.18.0.2", now)

@@ -3,12 +3,13 @@
 Many request/response connections (connect, a small request, a response, a close from either side) run
 on the simulator with the same seeds: with every fast path switched off (the general path, values in
 and out), with packets handed over as values, as bytes (Host._receive_fast), and as bytes both ways
-(Host.wire_output: handshake, data and close segments encoded by the hosts). Every packet on the wire at
-the same virtual time, every event (with its connection's whole state when drained), every counter and
-every connection's final state must be the same; on clean, lossy and reordering links, with and without
-per-batch ACKs. The five ways a connection ends here: the server closes first (answer and FIN together,
-or apart), the client closes first, the client half-closes after its request, the client closes first
-and the server never does (the orphaned FIN-WAIT-2 times out).
+(Host.wire_output: handshake, data and close segments encoded by the hosts); as bytes, the SYN and the
+SYN-ACK take the handshake's fast paths too (Host._fast_passive_open, Connection._fast_synack). Every
+packet on the wire at the same virtual time, every event (with its connection's whole state when
+drained), every counter and every connection's final state must be the same; on clean, lossy and
+reordering links, with and without per-batch ACKs. The five ways a connection ends here: the server
+closes first (answer and FIN together, or apart), the client closes first, the client half-closes after
+its request, the client closes first and the server never does (the orphaned FIN-WAIT-2 times out).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from utcp.tcp.state import TcpState
 from utcp.wire import IPv4Packet, build_ipv4, parse_ipv4
 
 # Every header-prediction shortcut: off, each must leave the general path doing the same.
-FAST_PATHS = ("_fast_data", "_fast_ack", "_fast_third_ack", "_fast_close")
+FAST_PATHS = ("_fast_data", "_fast_ack", "_fast_third_ack", "_fast_close", "_fast_synack")
+HOST_FAST_PATHS = ("_fast_passive_open",)
 CONNECTIONS = 40
 
 
@@ -183,6 +185,8 @@ def general_path_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with monkeypatch.context() as m:
         for name in FAST_PATHS:
             m.setattr(Connection, name, lambda *args: False)
+        for name in HOST_FAST_PATHS:
+            m.setattr(Host, name, lambda *args: False)
         yield
 
 
@@ -216,7 +220,8 @@ def test_fast_paths_do_not_change_short_connections(
 def test_the_answers_take_the_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     # Guard against the equalities above holding only because the fast paths never run: the response
     # (data that also acks the request) reaches the client by _fast_data, or with the server's FIN on it
-    # by _fast_close; the handshake's last ACK and the close by _fast_third_ack and _fast_close.
+    # by _fast_close; the handshake by _fast_passive_open, _fast_synack and _fast_third_ack, the close
+    # by _fast_close.
     taken: list[tuple[str, int, bool]] = []
 
     def spy(name: str) -> object:
@@ -229,8 +234,20 @@ def test_the_answers_take_the_fast_paths(monkeypatch: pytest.MonkeyPatch) -> Non
 
         return wrapper
 
+    def host_spy(name: str) -> object:
+        original = getattr(Host, name)
+
+        def wrapper(self: Host, *args: object) -> bool:
+            result: bool = original(self, *args)
+            taken.append((name, 80 if self.addresses == (SERVER_ADDRESS,) else 0, result))
+            return result
+
+        return wrapper
+
     for name in FAST_PATHS:
         monkeypatch.setattr(Connection, name, spy(name))
+    for name in HOST_FAST_PATHS:
+        monkeypatch.setattr(Host, name, host_spy(name))
     churn(mode="wire", config=TcpConfig(), impairment=None, ack_per_batch=True)
 
     def count(name: str, client: bool) -> int:
@@ -238,5 +255,7 @@ def test_the_answers_take_the_fast_paths(monkeypatch: pytest.MonkeyPatch) -> Non
 
     assert count("_fast_data", client=True) >= CONNECTIONS // 5  # answers to clients that close first
     assert count("_fast_third_ack", client=False) == CONNECTIONS
+    assert count("_fast_passive_open", client=False) == CONNECTIONS
+    assert count("_fast_synack", client=True) == CONNECTIONS
     assert count("_fast_close", client=True) >= CONNECTIONS  # answer+FIN, or FIN alone, or the ACK of ours
     assert count("_fast_close", client=False) >= CONNECTIONS

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from utcp.tcp.isn import IsnGenerator
 
@@ -64,3 +68,45 @@ def test_tick_shift_sets_the_timer_rate() -> None:
 def test_bad_arguments_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         IsnGenerator(**kwargs)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200)
+@given(
+    st.binary(min_size=1, max_size=32),
+    st.sampled_from(["198.18.0.1", "10.0.0.7", "255.255.255.255", "::1", "2001:db8::5"]),
+    st.integers(0, 65535),
+    st.sampled_from(["198.18.0.2", "0.0.0.0", "fe80::1"]),
+    st.integers(0, 65535),
+)
+def test_offset_is_the_keyed_blake2s_of_the_4_tuple(
+    secret: bytes, laddr: str, lport: int, raddr: str, rport: int
+) -> None:
+    # F as first written: one keyed hash per call (the generator keeps a keyed state and copies it)
+    data = (
+        ipaddress.ip_address(laddr).packed
+        + ipaddress.ip_address(raddr).packed
+        + lport.to_bytes(2, "big")
+        + rport.to_bytes(2, "big")
+    )
+    expected = int.from_bytes(hashlib.blake2s(data, key=secret, digest_size=4).digest(), "big")
+    gen = IsnGenerator(secret=secret)
+    assert gen.offset(laddr, lport, raddr, rport) == expected
+    assert gen.offset(laddr, lport, raddr, rport) == expected  # the keyed state is copied, not used up
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 65535), st.integers(0, 65535), st.floats(0, 1e7), st.integers(0, 12))
+def test_isn_is_timer_plus_offset(lport: int, rport: int, now: float, shift: int) -> None:
+    gen = IsnGenerator(rng_seed=5, tick_shift=shift)
+    for laddr in ("198.18.0.1", "198.18.0.3"):
+        t = (laddr, lport, "198.18.0.2", rport)
+        assert gen.isn(*t, now=now) == (gen.timer(now) + gen.offset(*t)) % 2**32
+
+
+def test_the_pair_cache_is_bounded() -> None:
+    gen = IsnGenerator(rng_seed=6)
+    first = gen.offset("10.0.0.1", 1, "10.9.0.0", 2)
+    for i in range(5000):
+        gen.isn("10.0.0.1", 1, f"10.1.{i >> 8}.{i & 255}", 2, now=1.0)
+    assert len(gen._pairs) <= 4096
+    assert gen.offset("10.0.0.1", 1, "10.9.0.0", 2) == first

@@ -1,6 +1,7 @@
 """utcp.wire.fastpath.plain_segment agrees with the general parser on every packet it accepts, and
 declines every packet that is not the plain data-segment, pure-ACK or FIN shape (or whose checksum is
-wrong)."""
+wrong); syn_segment likewise for the handshake's SYN and SYN-ACK; the encoders write what build_ipv4
+writes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,29 @@ import socket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.wire.strategies import packets
-from utcp.tcp.options import syn_options
-from utcp.wire import IPv4Packet, Nop, TcpFlags, TcpSegment, Timestamps, WireError, build_ipv4, parse_ipv4
-from utcp.wire.fastpath import SegmentEncoder, encode_bare, plain_segment, plain_tcp_segment, syn_option_bytes
+from tests.wire.strategies import any_options, canonical_options, packets, segments
+from utcp.tcp.options import parse_syn_options, syn_options
+from utcp.wire import (
+    IPv4Packet,
+    Mss,
+    Nop,
+    SackPermitted,
+    TcpFlags,
+    TcpSegment,
+    Timestamps,
+    WindowScale,
+    WireError,
+    build_ipv4,
+    parse_ipv4,
+)
+from utcp.wire.fastpath import (
+    SegmentEncoder,
+    encode_bare,
+    plain_segment,
+    plain_tcp_segment,
+    syn_option_bytes,
+    syn_segment,
+)
 
 PLAIN_FLAGS = (
     TcpFlags.ACK,
@@ -212,3 +232,132 @@ def test_bare_segments_with_syn_options_are_what_build_ipv4_writes(  # noqa: PLR
             IPv4Packet(src, dst, TcpSegment(sport, dport, seq, ack, TcpFlags(flags), window), ident=ident)
         )
     )
+
+
+# --- syn_segment: the handshake's SYN and SYN-ACK ---------------------------------------------------------
+
+
+def _syn_agrees(raw: bytes, verify: bool) -> bool:
+    """syn_segment(raw) declines, or gives exactly what the general parser gives (the fields, and the
+    option list, which is then one `syn_options` writes). True when it accepted."""
+    fields = syn_segment(raw, verify)
+    try:
+        packet = parse_ipv4(raw, verify_checksums=verify)
+    except WireError:
+        assert fields is None  # malformed or bad checksum: the fast path never claims it
+        return False
+    if fields is None:
+        return False  # declining is always allowed: the general path then handles it
+    src, dst, sport, dport, seq, ack, window, flags, mss, wscale, sack, tsval, tsecr = fields
+    seg = packet.tcp
+    assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == (packet.src, packet.dst)
+    assert (sport, dport, seq, ack, window) == (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.window)
+    assert seg.flags in (TcpFlags.SYN, TcpFlags.SYN | TcpFlags.ACK) and int(seg.flags) == flags
+    assert seg.payload == b""
+    assert not packet.more_fragments and not packet.fragment_offset and not packet.options
+    if mss < 0:
+        assert seg.options == () and wscale == tsval == tsecr == -1 and not sack
+    else:
+        ts = (tsval, tsecr) if tsval >= 0 else None
+        assert seg.options == syn_options(mss, sack, ts, wscale if wscale >= 0 else None)
+    # what the engine negotiates from it (utcp.tcp.options.parse_syn_options)
+    opts = parse_syn_options(seg)
+    assert (opts.mss, opts.sack_permitted) == (mss if mss >= 0 else None, sack)
+    assert opts.wscale == (min(wscale, 14) if wscale >= 0 else None)
+    assert (opts.tsval, opts.tsecr) == ((tsval, tsecr) if tsval >= 0 else (None, 0))
+    return True
+
+
+def _syn_packet(flags: int, mss: int | None, sack: bool, ts: tuple[int, int] | None, ws: int | None) -> bytes:
+    options = () if mss is None else syn_options(mss, sack, ts, ws)
+    seg = TcpSegment(40000, 80, 123456789, 987654321, TcpFlags(flags), 64240, options)
+    return build_ipv4(IPv4Packet("198.18.0.1", "198.18.0.2", seg))
+
+
+@settings(max_examples=300)
+@given(packets(), st.booleans())
+def test_syn_segment_agrees_with_the_general_parser_on_arbitrary_packets(
+    packet: IPv4Packet, verify: bool
+) -> None:
+    _syn_agrees(build_ipv4(packet), verify)
+
+
+@settings(max_examples=500)
+@given(
+    segments(canonical_options() | any_options.filter(lambda o: len(o) < 8)),
+    st.sampled_from([0x02, 0x12]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_syn_segment_agrees_on_syns_with_arbitrary_options(
+    seg: TcpSegment, flags: int, no_payload: bool, verify: bool
+) -> None:
+    payload = b"" if no_payload else seg.payload
+    seg = TcpSegment(
+        seg.src_port, seg.dst_port, seg.seq, seg.ack, TcpFlags(flags), seg.window, seg.options, payload
+    )
+    try:
+        raw = build_ipv4(IPv4Packet("198.18.0.1", "198.18.0.2", seg))
+    except (WireError, ValueError):
+        return  # options the builder refuses
+    _syn_agrees(raw, verify)
+
+
+u8 = st.integers(0, 0xFF)
+
+
+@settings(max_examples=1000)
+@given(
+    st.sampled_from([0x02, 0x12]),
+    st.none() | u16,
+    st.booleans(),
+    st.none() | st.tuples(u32, u32),
+    st.none() | u8,
+    st.integers(0, 80),
+    u8,
+)
+def test_syn_segment_takes_every_layout_syn_options_writes_and_no_corruption(  # noqa: PLR0917
+    flags: int,
+    mss: int | None,
+    sack: bool,
+    ts: tuple[int, int] | None,
+    ws: int | None,
+    where: int,
+    xor: int,
+) -> None:
+    raw = _syn_packet(flags, mss, sack, ts, ws)
+    if mss is None:
+        sack, ts, ws = False, None, None  # no options at all
+    assert _syn_agrees(raw, True)
+    assert syn_segment(raw)[8:] == (  # type: ignore[index]
+        -1 if mss is None else mss,
+        -1 if ws is None else ws,
+        sack,
+        *(ts or (-1, -1)),
+    )
+    damaged = bytearray(raw)
+    damaged[where % len(raw)] ^= xor
+    _syn_agrees(bytes(damaged), True)
+    _syn_agrees(bytes(damaged), False)
+
+
+def test_syn_segment_declines_other_shapes() -> None:
+    linux = (1460, True, (1, 2), 7)
+    assert syn_segment(_syn_packet(0x02, *linux)) is not None
+    for flags in (0x10, 0x03, 0x06, 0x16, 0x1A, 0x13, 0x42, 0x82, 0x22):  # not a bare SYN or SYN-ACK
+        assert syn_segment(_syn_packet(flags, *linux)) is None
+    with_data = TcpSegment(40000, 80, 1, 0, TcpFlags.SYN, 64240, syn_options(*linux), b"x")
+    assert syn_segment(build_ipv4(IPv4Packet("198.18.0.1", "198.18.0.2", with_data))) is None
+    for options in (
+        (Mss(1460), WindowScale(7)),  # WS without its NOP
+        (Nop(), Mss(1460)),
+        (Mss(1460), Nop(), Nop(), Timestamps(1, 2), Nop(), Nop(), SackPermitted()),
+        (Mss(1460), Mss(1400)),
+    ):
+        seg = TcpSegment(40000, 80, 1, 0, TcpFlags.SYN, 64240, options)
+        assert syn_segment(build_ipv4(IPv4Packet("198.18.0.1", "198.18.0.2", seg))) is None, options
+    assert syn_segment(_syn_packet(0x02, *linux)[:-4]) is None  # truncated
+    raw = bytearray(_syn_packet(0x12, *linux))
+    raw[-1] ^= 0xFF
+    assert syn_segment(bytes(raw), True) is None
+    assert syn_segment(bytes(raw), False) is not None

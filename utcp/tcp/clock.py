@@ -20,7 +20,7 @@ __all__ = ["OffsetMode", "TimestampClock"]
 OffsetMode = Literal["per-pair", "zero", "fixed"]
 _U32 = 0xFFFFFFFF
 # now * hz is a float; 0.007 * 1000 gives 7.000000000000001 but 0.57 * 100 gives 56.99999999999999.
-_TICK_EPSILON = 1e-6
+TICK_EPSILON = 1e-6
 _OFFSET_CACHE = 4096  # address pairs whose offset is kept
 
 
@@ -83,8 +83,9 @@ class TimestampClock:
         return value
 
     def ticks(self, now: float) -> int:
-        """Clock ticks elapsed at `now` (before the offset and the 32-bit wrap)."""
-        return math.floor(now * self.hz * self.skew + _TICK_EPSILON)
+        """Clock ticks elapsed at `now` (before the offset and the 32-bit wrap). Connection.tsval_at
+        works the same out inline."""
+        return math.floor(now * self.hz * self.skew + TICK_EPSILON)
 
     def tsval(self, local_addr: str, remote_addr: str, now: float) -> int:
         """The 32-bit TSval to send from `local_addr` to `remote_addr` at `now`."""

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from math import floor
 from socket import inet_aton
 from typing import TYPE_CHECKING, Final, Literal
 
 from utcp.policy.base import Decision, Policy, Verdict
+from utcp.tcp.clock import TICK_EPSILON
 from utcp.tcp.config import TcpConfig
 from utcp.tcp.congestion import CongestionControl
 from utcp.tcp.errors import (
@@ -35,13 +37,14 @@ from utcp.tcp.errors import (
 )
 from utcp.tcp.events import Closed, Connected, DataReceived, EofReceived, Reset, SegmentDropped, SendSpace
 from utcp.tcp.options import (
+    MAX_WSCALE,
     TCP_MSS_DEFAULT,
     parse_syn_options,
     sack_options,
     syn_options,
     timestamp_options,
 )
-from utcp.tcp.recvbuf import EMPTY_REASSEMBLY, ReadBuffer, Reassembly
+from utcp.tcp.recvbuf import EMPTY_READ_BUFFER, EMPTY_REASSEMBLY, ReadBuffer, Reassembly
 from utcp.tcp.rtt import RttEstimator
 from utcp.tcp.sack import EMPTY_SCOREBOARD, Scoreboard
 from utcp.tcp.sendbuf import SendBuffer
@@ -150,11 +153,17 @@ _FAST_STATES = frozenset((_ESTABLISHED, _SYN_RECEIVED, _FIN_WAIT_1, _FIN_WAIT_2,
 _BASE_CHECK_PAWS = Policy.check_paws
 _BASE_CHECK_ACK = Policy.check_ack
 _BASE_CHECK_REQUEST_PAWS = Policy.check_request_paws
+_BASE_CHECK_SYNACK_TSECR = Policy.check_synack_tsecr
 
 
 # The out-of-order queue holds at most recv_buffer / this many pieces: full-sized segments (MSS >= 512)
 # never reach it, one-byte segments scattered over a 4 MiB window would (Linux bounds truesize).
 _OFO_BYTES_PER_PIECE = 512
+
+
+def _or_absent(value: int | None) -> int:
+    """An option value as the SYN fast path gives it: -1 when the option is absent."""
+    return -1 if value is None else value
 
 
 def _seg_len(seg: TcpSegment, flags: int) -> int:
@@ -720,7 +729,8 @@ class Connection:
         clock = self._host._ts_clock
         if clock.frozen_at is not None:
             return clock.frozen_at
-        return (clock.ticks(now) + self._ts_off) & SEQ_MASK
+        # clock.ticks(now), inlined (read for nearly every segment sent)
+        return (floor(now * clock.hz * clock.skew + TICK_EPSILON) + self._ts_off) & SEQ_MASK
 
     # =====================================================================================================
     # opening
@@ -735,16 +745,35 @@ class Connection:
         self._send_syn(now, ack=False)
 
     def _open_passive(self, seg: TcpSegment, now: float, *, send_synack: bool = True) -> None:
-        """LISTEN received an acceptable SYN (RFC 9293 3.10.7.2 third): SYN-RECEIVED, send SYN-ACK.
+        """LISTEN received an acceptable SYN (RFC 9293 3.10.7.2 third): `_open_request` with the options
+        `parse_syn_options` reads. `send_synack=False`: the SYN-ACK already went out statelessly (a SYN
+        cookie, Linux cookie_v4_check rebuilding the request)."""
+        opts = parse_syn_options(seg)
+        self._open_request(
+            seg.seq, seg.window, _or_absent(opts.mss), _or_absent(opts.wscale), opts.sack_permitted,
+            _or_absent(opts.tsval), now, send_synack,
+        )  # fmt: skip
+
+    def _open_request(  # noqa: PLR0917 (the SYN's fields, as utcp.wire.fastpath.syn_segment gives them)
+        self,
+        irs: int,
+        window: int,
+        mss: int,
+        wscale: int,
+        sack: bool,
+        tsval: int,
+        now: float,
+        send_synack: bool = True,
+    ) -> None:
+        """SYN-RECEIVED, send SYN-ACK, for a SYN with sequence `irs` and these options (-1: absent).
 
         This is a request socket (Linux tcp_conn_request): options offered by the peer decide what the
-        SYN-ACK carries (tcp_synack_options mirrors the SYN). `send_synack=False`: the SYN-ACK already
-        went out statelessly (a SYN cookie, Linux cookie_v4_check rebuilding the request)."""
+        SYN-ACK carries (tcp_synack_options mirrors the SYN)."""
         self._request = True
         self._set_state(_SYN_RECEIVED)
-        self._take_peer_syn(seg, now)
-        self._snd_wnd = seg.window  # RFC 7323 2.2: the window in a SYN is never scaled
-        self._max_snd_wnd = self._snd_wnd
+        self._take_syn(irs, mss, wscale, sack, tsval, now)
+        self._snd_wnd = window  # RFC 7323 2.2: the window in a SYN is never scaled
+        self._max_snd_wnd = window
         self._snd_wl1 = 0
         recv_buffer = self.config.recv_buffer
         self._rcv_wnd = recv_buffer if recv_buffer < _MAX_WINDOW else _MAX_WINDOW
@@ -755,26 +784,35 @@ class Connection:
             self._snd_nxt = 1  # our SYN (the cookie SYN-ACK) is in sequence space already
 
     def _take_peer_syn(self, seg: TcpSegment, now: float) -> None:
-        """Record the peer's SYN: IRS, RCV.NXT, and negotiate options (RFC 9293 3.7.1, RFC 7323, RFC 2018)."""
-        cfg = self.config
+        """Record the peer's SYN given as a value (`_take_syn` with what `parse_syn_options` reads)."""
         opts = parse_syn_options(seg)
-        self.irs = seg.seq
+        self._take_syn(
+            seg.seq, _or_absent(opts.mss), _or_absent(opts.wscale), opts.sack_permitted,
+            _or_absent(opts.tsval), now,
+        )  # fmt: skip
+
+    def _take_syn(self, irs: int, mss: int, wscale: int, sack: bool, tsval: int, now: float) -> None:  # noqa: PLR0917
+        """Record the peer's SYN: IRS, RCV.NXT, and negotiate options (RFC 9293 3.7.1, RFC 7323, RFC 2018).
+        The options as the SYN offered them, -1 for one it did not carry."""
+        cfg = self.config
+        self.irs = irs
         self._rcv_nxt = 1
         self._rcv_wup = 1
-        self._peer_mss = opts.mss if opts.mss is not None else TCP_MSS_DEFAULT
+        self._peer_mss = mss if mss >= 0 else TCP_MSS_DEFAULT
         # RFC 7323 2.2: scaling only when both sides sent WS
-        self._ws_ok = cfg.window_scale is not None and opts.wscale is not None
+        self._ws_ok = cfg.window_scale is not None and wscale >= 0
         if self._ws_ok:
-            self._snd_wscale = opts.wscale or 0
+            # RFC 7323 2.3: a shift above 14 is used as 14 (as parse_syn_options reads it)
+            self._snd_wscale = wscale if wscale < MAX_WSCALE else MAX_WSCALE
             rcv_wscale = cfg.window_scale or 0
             rcv_wscale = rcv_wscale if rcv_wscale > 0 else 0
             self._rcv_wscale = rcv_wscale if rcv_wscale < 14 else 14
         else:
             self._snd_wscale = self._rcv_wscale = 0
-        self._sack_ok = cfg.sack and opts.sack_permitted
-        self._ts_ok = cfg.timestamps and opts.tsval is not None
-        if self._ts_ok and opts.tsval is not None:
-            self._ts_recent = opts.tsval
+        self._sack_ok = cfg.sack and sack
+        self._ts_ok = cfg.timestamps and tsval >= 0
+        if self._ts_ok:
+            self._ts_recent = tsval
             self._ts_recent_stamp = now
         self._sync_mss()
 
@@ -1256,7 +1294,8 @@ class Connection:
         # grow only a window the sender fills (Linux tcp_is_cwnd_limited, RFC 7661 spirit)
         cc = self._cc
         cwnd = cc.cwnd
-        if outstanding_before >= (cwnd // 2 if cc.in_slow_start else cwnd - self._mss):
+        # cc.in_slow_start, inlined
+        if outstanding_before >= (cwnd // 2 if cwnd < cc.ssthresh else cwnd - self._mss):
             cc.on_ack(acked)
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it
         if ack_abs >= self._snd_nxt:
@@ -1338,23 +1377,9 @@ class Connection:
         self._max_snd_wnd = self._snd_wnd
         self._snd_wl1 = 0
         if flags & F_ACK:
-            # our SYN is acknowledged: ESTABLISHED, send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
             # Data or FIN on a SYN-ACK is dropped, as Linux does without TFO.
-            self._snd_una = 1
-            self._snd_wl1 = 0
-            self._syn_acked(seg, now)
-            self._set_state(_ESTABLISHED)
-            self._t_rtx = None
-            self._retransmits = 0
-            self._host._emit(Connected(self))
-            if self._hold_third_ack:
-                # a crafting client holds the third ACK, built now, and everything after it, until
-                # release_third_ack(): as if a reordering box held the ACK (SCENARIOS.md B)
-                self._held_ack = self._build_ack(now)
-                self._third_ack_held = True
-                return
-            self._ack_now = True
-            self._after_established(now)
+            ts = seg.option(Timestamps) if self._ts_ok else None
+            self._synack_taken(ts.tsecr if ts is not None else 0, now)
             return
         # simultaneous open (MUST-10): SYN-RECEIVED, send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
         # Linux tcp_send_synack(): same ISN as our SYN, our full option offer, TSecr = the peer's TSval.
@@ -1364,11 +1389,72 @@ class Connection:
         self._rcv_wnd = recv_buffer if recv_buffer < _MAX_WINDOW else _MAX_WINDOW
         self._send_syn(now, ack=True, retransmit=False)
 
-    def _syn_acked(self, seg: TcpSegment, now: float) -> None:
-        """Our SYN was acknowledged: take an RTT sample (timestamps, or Karn's rule without them)."""
-        ts = seg.option(Timestamps) if self._ts_ok else None
-        if ts is not None and ts.tsecr:
-            self._rtt_sample_ts(ts.tsecr, now)
+    def _synack_taken(self, tsecr: int, now: float) -> None:
+        """SYN-SENT, fourth, after an acceptable SYN-ACK's SYN was recorded: our SYN is acknowledged,
+        ESTABLISHED, send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. `tsecr`: its TSecr (0 without timestamps)."""
+        self._snd_una = 1
+        self._snd_wl1 = 0
+        self._syn_acked(tsecr, now)
+        self._set_state(_ESTABLISHED)
+        self._t_rtx = None
+        self._retransmits = 0
+        self._host._emit(Connected(self))
+        if self._hold_third_ack:
+            # a crafting client holds the third ACK, built now, and everything after it, until
+            # release_third_ack(): as if a reordering box held the ACK (SCENARIOS.md B)
+            self._held_ack = self._build_ack(now)
+            self._third_ack_held = True
+            return
+        self._ack_now = True
+        self._after_established(now)
+
+    def _fast_synack(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.syn_segment)
+        self,
+        seq: int,
+        ack: int,
+        window: int,
+        mss: int,
+        wscale: int,
+        sack: bool,
+        tsval: int,
+        tsecr: int,
+        now: float,
+    ) -> bool:
+        """Header prediction for the SYN-ACK that answers our SYN (a bare SYN-ACK, utcp.wire.fastpath
+        .syn_segment's shape): in SYN-SENT, acking our SYN, a TSecr the stock PAWSActive check accepts.
+        Does exactly what _input -> _rcv_syn_sent would do for it; returns False, having changed
+        nothing, whenever any other rule could apply (then the caller takes the general path)."""
+        if self.state is not _SYN_SENT or ack != (self.iss + self._snd_nxt) & SEQ_MASK:
+            return False  # RFC 9293 3.10.7.3 first: an unacceptable ACK is answered with RST
+        policy = self.policy
+        if type(policy).check_synack_tsecr is not _BASE_CHECK_SYNACK_TSECR:
+            return False  # a user policy may decide otherwise: let it see the segment
+        first = self._syn_tsval
+        if (
+            policy.synack_tsecr_check
+            and tsval >= 0
+            and tsecr != 0
+            and first is not None
+            and ((tsecr - first) & SEQ_MASK) > ((self.tsval_at(now) - first) & SEQ_MASK)
+        ):
+            # Linux tcp_rcv_synsent_state_process: TSecr not in [our first SYN's TSval, TSval now]
+            # (PAWSActive, answered with RST): Policy.check_synack_tsecr's test
+            return False
+        self._st_segs_in += 1
+        # RFC 9293 3.10.7.3 fourth (_rcv_syn_sent): the SYN, then the ACK of ours
+        self._take_syn(seq, mss, wscale, sack, tsval, now)
+        self._snd_wnd = window  # RFC 7323 2.2: never scaled in a SYN
+        self._max_snd_wnd = window
+        self._snd_wl1 = 0
+        self._synack_taken(tsecr if self._ts_ok else 0, now)
+        self._after_input(now)
+        return True
+
+    def _syn_acked(self, tsecr: int, now: float) -> None:
+        """Our SYN was acknowledged: take an RTT sample (timestamps, or Karn's rule without them).
+        `tsecr`: the acknowledging segment's TSecr, 0 without timestamps."""
+        if tsecr:
+            self._rtt_sample_ts(tsecr, now)
         elif self._rtt_seq is not None and self._syn_retransmits == 0:
             self._rtt.sample(now - self._rtt_time)
         self._rtt_seq = None
@@ -1563,7 +1649,7 @@ class Connection:
             snd_wnd, max_snd_wnd = self._snd_wnd, self._max_snd_wnd
             self._max_snd_wnd = snd_wnd if snd_wnd > max_snd_wnd else max_snd_wnd
             self._snd_wl1 = seq_abs
-            self._syn_acked(seg, now)
+            self._syn_acked(ts.tsecr if ts is not None else 0, now)
             self._set_state(_ESTABLISHED)
             self._retransmits = 0
             self._t_rtx = None
@@ -2022,6 +2108,9 @@ class Connection:
         self._t_keepalive = None
         if not self._tx_times:
             self._tx_times = None  # all acknowledged: one object less per TIME-WAIT for the GC to walk
+        if not self._rbuf._size:
+            # all read, and no data comes after the peer's FIN: two objects less for the GC
+            self._rbuf = EMPTY_READ_BUFFER
         # the policy may shorten TIME-WAIT (tw_recycle: 3.5 RTO after remembering the peer's TSval)
         length = self.policy.on_time_wait(self, self.local, self.remote, now)
         self._t_close = now + (self.config.time_wait if length is None else length)
@@ -2187,7 +2276,8 @@ class Connection:
         what cannot change between them worked out once: the window field (`_select_window` gives the
         same value again while nothing is received or read), the timestamps, the ACK number, the RTO.
         Returns whether anything was sent; `_send_new` then goes on from where this stopped."""
-        mss = max(self._mss, 1)  # _data_mss without SACK blocks (the encoder implies none)
+        mss = self._mss  # _data_mss without SACK blocks (the encoder implies none)
+        mss = mss if mss > 1 else 1  # max(), spelled out: called for every transmit of a connection
         sbuf = self._sbuf
         start = self._snd_nxt
         data_end = sbuf.end
@@ -2327,6 +2417,8 @@ class Connection:
         self._on_ack_sent()
         self._st_segs_out += 1
         self._host._send_wire(raw)
+        if self.state is _TIME_WAIT:
+            self._encoder = None  # likely its last segment: one object less for the GC (made again if not)
 
     def _wire_encoder(self) -> SegmentEncoder | None:
         """The encoder for segments queued as bytes, when the host asks for them (Host.wire_output) and

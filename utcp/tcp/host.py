@@ -28,7 +28,7 @@ from utcp.tcp.state import States, TcpState
 from utcp.tcp.syncookies import SynCookies
 from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
-from utcp.wire.fastpath import PlainSegment, plain_segment, plain_tcp_segment
+from utcp.wire.fastpath import PlainSegment, SynSegment, plain_segment, plain_tcp_segment, syn_segment
 from utcp.wire.format import format_flags
 from utcp.wire.packet import (
     F_ACK,
@@ -50,6 +50,8 @@ _Key = tuple[str, int, str, int]
 _SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cookie (Linux TCP_SYNCOOKIE_VALID)
 _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
+_BASE_CHECK_PASSIVE_SYN = Policy.check_passive_syn  # the stock check: accepts unless tw_recycle
+SYN_ACK = F_SYN | F_ACK
 
 
 class Listener:
@@ -203,6 +205,10 @@ class Host:
                     # (checksums verified once, by plain_segment); anything else is parsed below
                     self._deliver(inet_ntoa(shape[0]), dst, plain_tcp_segment(packet, shape), now)
                     return
+            else:
+                syn = syn_segment(packet, self.verify_checksums)
+                if syn is not None and self._receive_syn_fast(packet, syn, now):
+                    return
         if isinstance(packet, IPv4Packet):
             src, dst, seg, protocol = packet.src, packet.dst, packet.payload, packet.protocol
             fragment = packet.more_fragments or packet.fragment_offset
@@ -260,6 +266,76 @@ class Host:
         self.counters["InSegs"] += 1
         return True
 
+    def _receive_syn_fast(self, raw: bytes, syn: SynSegment, now: float) -> bool:
+        """Header prediction for the handshake (utcp.wire.fastpath.syn_segment's shape): the SYN-ACK
+        answering a connection in SYN-SENT (Connection._fast_synack), a SYN for a listener and no
+        connection (_fast_passive_open). False: nothing was done, take the general path. (The shape
+        carries no TOA option: with Host(toa=...) set, _deliver's _note_toa would find none either.)"""
+        wire_key = raw[12:24]
+        conn = self._wire_conns.get(wire_key)
+        if conn is None:
+            src, dst, sport, dport = syn[0], syn[1], syn[2], syn[3]
+            laddr = inet_ntoa(dst)
+            raddr = inet_ntoa(src)
+            conn = self._conns.get((laddr, dport, raddr, sport))
+            if conn is None:
+                return self._fast_passive_open(laddr, raddr, wire_key, syn, now)
+            # only connections we hold, forgotten in _unlink: as bounded as _conns
+            self._wire_conns[wire_key] = conn
+            conn._wire_key = wire_key
+        _, _, _, _, seq, ack, window, flags, mss, wscale, sack, tsval, tsecr = syn
+        if flags != SYN_ACK:
+            return False  # a SYN for a connection: its state decides (TIME-WAIT reuse, retransmission...)
+        if not conn._fast_synack(seq, ack, window, mss, wscale, sack, tsval, tsecr, now):
+            return False
+        self.counters["InSegs"] += 1
+        return True
+
+    def _fast_passive_open(
+        self, laddr: str, raddr: str, wire_key: bytes, syn: SynSegment, now: float
+    ) -> bool:
+        """Header prediction for a SYN reaching a listener when no connection holds its 4-tuple (Linux
+        tcp_v4_rcv finds the listener, tcp_conn_request accepts): the stock policy with nothing to
+        check, room in both queues and under the connection limit. Does exactly what _deliver ->
+        _listen_input -> _passive_open would do for it; returns False, having changed nothing,
+        whenever any other rule could apply (then the caller takes the general path)."""
+        _, _, sport, dport, seq, _, window, flags, mss, wscale, sack, tsval, _ = syn
+        if flags != F_SYN:
+            return False  # RFC 9293 3.10.7.2 second: LISTEN answers an ACK with RST (or a SYN cookie ACK)
+        if laddr not in self._addr_set:
+            return False  # not ours (Linux ip_rcv_finish: InAddrErrors); a wildcard listener would match
+        lst = self._listeners.get((laddr, dport)) or self._listeners.get((ANY, dport))
+        if lst is None:
+            return False  # RFC 9293 3.10.7.1 CLOSED: RST or drop
+        policy = lst.policy
+        if type(policy).check_passive_syn is not _BASE_CHECK_PASSIVE_SYN or policy.tw_recycle:
+            return False  # Linux tcp_peer_is_proven (tw_recycle), or a user policy: let it see the SYN
+        backlog = lst.backlog
+        if len(lst._accept_queue) > backlog or len(lst._syn_queue) > backlog:
+            return False  # Linux tcp_conn_request: a full queue drops the SYN or answers with a cookie
+        if self.max_connections is not None and len(self._conns) >= self.max_connections:
+            return False  # Host(max_connections): TCPMaxConnectionsDrop
+        self.counters["InSegs"] += 1
+        # _passive_open
+        conn = Connection(
+            self,
+            (laddr, dport),
+            (raddr, sport),
+            lst.config,
+            policy,
+            iss=self._isn.isn(laddr, dport, raddr, sport, now),
+            mtu_mss=self.mtu - 40,
+            ip_id=0,
+            listener=lst,
+        )
+        lst._syn_queue[conn] = None
+        self._register(conn)
+        self._wire_conns[wire_key] = conn  # the third ACK finds it at once (Host._receive_fast)
+        conn._wire_key = wire_key
+        conn._open_request(seq, window, mss, wscale, sack, tsval, now)
+        self._reschedule(conn)
+        return True
+
     def packets_to_send(self, now: float) -> list[IPv4Packet]:
         """Everything ready to go out. Packets to our own addresses are delivered here, internally."""
         return [
@@ -270,7 +346,13 @@ class Host:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """`packets_to_send`, encoded (codec.build_ipv4): with `wire_output`, plain segments are already
         bytes and cost no value on the way."""
-        out = self._drain(now)
+        if self._dirty or self._loop:
+            out = self._drain(now)
+        else:  # _drain with nothing to transmit or deliver, inlined: most calls come to this
+            self._now = now
+            out = self._outbox
+            if out:
+                self._outbox = []
         if not out:
             return []  # an empty batch: no comprehension to run (a call on Python 3.11)
         return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in out]
@@ -299,7 +381,8 @@ class Host:
                 if isinstance(seg, TcpSegment):
                     self._deliver(pkt.src, pkt.dst, seg, now)
         out = self._outbox
-        self._outbox = []
+        if out:
+            self._outbox = []  # an empty one stays: both callers hand out a fresh list instead
         return out
 
     def next_deadline(self) -> float | None:

@@ -10,18 +10,21 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+import struct
 
 from utcp.tcp.addr import PackedAddresses
 
 __all__ = ["IsnGenerator"]
 
 _U32 = 0xFFFFFFFF
+_PORTS = struct.Struct("!HH")
+_PAIR_CACHE = 4096  # address pairs whose packed bytes are kept
 
 
 class IsnGenerator:
     """RFC 6528 ISN generator. Immutable once built; `isn()` is a pure function of its arguments."""
 
-    __slots__ = ("_packed", "_secret", "fixed", "tick_shift")
+    __slots__ = ("_keyed", "_packed", "_pairs", "_secret", "fixed", "tick_shift")
 
     def __init__(
         self,
@@ -47,20 +50,29 @@ class IsnGenerator:
         if tick_shift < 0:
             raise ValueError("tick_shift must be >= 0")
         self._secret = secret
+        # F's hash with the key already taken in: a copy per ISN costs less than keying a new one
+        self._keyed = hashlib.blake2s(key=secret, digest_size=4)
         self.fixed = fixed
         self.tick_shift = tick_shift
         self._packed = PackedAddresses()
+        # (local, remote) -> their packed bytes, the hash input's first part: a host meets few pairs
+        self._pairs: dict[tuple[str, str], bytes] = {}
+
+    def _pair(self, local_addr: str, remote_addr: str) -> bytes:
+        pair = (local_addr, remote_addr)
+        value = self._pairs.get(pair)
+        if value is None:
+            value = self._packed(local_addr) + self._packed(remote_addr)
+            if len(self._pairs) >= _PAIR_CACHE:
+                self._pairs.clear()  # bounded: a flood of peer addresses cannot grow it without end
+            self._pairs[pair] = value
+        return value
 
     def offset(self, local_addr: str, local_port: int, remote_addr: str, remote_port: int) -> int:
         """F: the keyed hash of the 4-tuple (Linux: siphash_3u32(saddr, daddr, sport << 16 | dport))."""
-        packed = self._packed
-        data = (
-            packed(local_addr)
-            + packed(remote_addr)
-            + local_port.to_bytes(2, "big")
-            + remote_port.to_bytes(2, "big")
-        )
-        return int.from_bytes(hashlib.blake2s(data, key=self._secret, digest_size=4).digest(), "big")
+        h = self._keyed.copy()
+        h.update(self._pair(local_addr, remote_addr) + _PORTS.pack(local_port, remote_port))
+        return int.from_bytes(h.digest(), "big")
 
     def timer(self, now: float) -> int:
         """M: `now` in nanoseconds >> tick_shift (Linux seq_scale)."""
@@ -70,4 +82,11 @@ class IsnGenerator:
         """The ISN for a new connection on this 4-tuple at time `now`."""
         if self.fixed is not None:
             return self.fixed
-        return (self.timer(now) + self.offset(local_addr, local_port, remote_addr, remote_port)) & _U32
+        # timer(now) + offset(...), inlined (a call each, once per connection)
+        prefix = self._pairs.get((local_addr, remote_addr))
+        h = self._keyed.copy()
+        h.update(
+            (prefix if prefix is not None else self._pair(local_addr, remote_addr))
+            + _PORTS.pack(local_port, remote_port)
+        )
+        return ((round(now * 1_000_000_000) >> self.tick_shift) + int.from_bytes(h.digest(), "big")) & _U32

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 
-__all__ = ["ReadBuffer", "Reassembly"]
+__all__ = ["EMPTY_READ_BUFFER", "EMPTY_REASSEMBLY", "ReadBuffer", "Reassembly"]
 
 
 _SMALL = 512  # appends shorter than this are copied into a shared tail chunk
@@ -241,3 +241,17 @@ class _SharedEmptyReassembly(Reassembly):
 # What a connection holds until its first out-of-order segment (most never see one): one shared empty
 # queue instead of five objects per connection for the garbage collector to walk (TIME-WAIT keeps them).
 EMPTY_REASSEMBLY: Reassembly = _SharedEmptyReassembly()
+
+
+class _SharedEmptyReadBuffer(ReadBuffer):
+    """EMPTY_READ_BUFFER's class: reads like any empty buffer, refuses to hold anything."""
+
+    __slots__ = ()
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        raise TypeError("EMPTY_READ_BUFFER is shared: give the connection its own ReadBuffer first")
+
+
+# What a TIME-WAIT connection whose bytes were all read holds (no data can come after the peer's FIN):
+# one shared empty buffer instead of two objects per connection for the garbage collector to walk.
+EMPTY_READ_BUFFER: ReadBuffer = _SharedEmptyReadBuffer()

@@ -13,7 +13,7 @@ _G = 0.001  # clock granularity: 1 ms timestamps
 class RttEstimator:
     """SRTT/RTTVAR per RFC 6298 2; RTO clamped to [min_rto, max_rto], doubled on backoff (5.5)."""
 
-    __slots__ = ("backoff", "base_rto", "max_rto", "min_rto", "rttvar", "srtt")
+    __slots__ = ("backoff", "base_rto", "max_rto", "min_rto", "rto", "rttvar", "srtt")
 
     def __init__(self, initial_rto: float, min_rto: float, max_rto: float) -> None:
         self.srtt: float | None = None
@@ -23,12 +23,9 @@ class RttEstimator:
         rto = min_rto if min_rto > initial_rto else initial_rto  # RFC 6298 2.1: min(max(...)) spelled out
         self.base_rto = max_rto if max_rto < rto else rto
         self.backoff = 0
-
-    @property
-    def rto(self) -> float:
-        """The current timeout, backoff included (RFC 6298 5.5), at most max_rto."""
-        rto = self.base_rto * (1 << self.backoff)
-        return self.max_rto if self.max_rto < rto else rto  # min(), spelled out: read per segment sent
+        # The current timeout, backoff included (RFC 6298 5.5), at most max_rto: read per segment sent,
+        # so kept (set wherever base_rto or backoff change) rather than worked out on each read.
+        self.rto: float = self.base_rto * 1
 
     def sample(self, rtt: float) -> None:
         """A new RTT measurement R (RFC 6298 2.2 / 2.3); clears the backoff (the timer is valid again)."""
@@ -46,8 +43,11 @@ class RttEstimator:
         rto = self.min_rto if rto < self.min_rto else rto
         self.base_rto = self.max_rto if self.max_rto < rto else rto
         self.backoff = 0
+        self.rto = self.base_rto * 1  # min(max_rto, base_rto << 0): base_rto is at most max_rto
 
     def back_off(self) -> None:
         """RFC 6298 5.5: double the RTO (bounded by max_rto)."""
         if self.base_rto * (1 << self.backoff) < self.max_rto:
             self.backoff += 1
+        rto = self.base_rto * (1 << self.backoff)
+        self.rto = self.max_rto if self.max_rto < rto else rto

@@ -36,6 +36,10 @@ class TcpState(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members compare by identity, so identity hashing is consistent with it: object's C hash instead of
+    # Enum.__hash__ (a Python call, hash(self._name_)) for every transition-table lookup and set test.
+    __hash__ = object.__hash__
+
 
 S = TcpState
 

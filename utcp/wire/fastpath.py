@@ -7,7 +7,8 @@ the same shape (without FIN). `plain_segment` sums such a packet up without buil
 IPv4Packet/TcpSegment values; anything else (or anything malformed) returns None and goes the general
 way (`codec.parse_ipv4`), which also does all the counting and error reporting. `SegmentEncoder`
 writes such packets without building values either. `encode_bare` writes a segment without payload
-whose options are given as bytes (the handshake's SYN and SYN-ACK, options from `syn_option_bytes`).
+whose options are given as bytes (the handshake's SYN and SYN-ACK, options from `syn_option_bytes`), and
+`syn_segment` reads such a SYN or SYN-ACK back: the fields and the options a handshake negotiates.
 `tests/wire/test_fastpath.py` holds all of them to the general codec.
 """
 
@@ -18,7 +19,7 @@ import struct
 
 from utcp.wire import checksum
 from utcp.wire.checksum import checksum_of, ipv4_tcp_verifies
-from utcp.wire.packet import F_ACK, F_FIN, F_PSH, IPPROTO_TCP, Nop, TcpFlags, TcpSegment, Timestamps
+from utcp.wire.packet import F_ACK, F_FIN, F_PSH, F_SYN, IPPROTO_TCP, Nop, TcpFlags, TcpSegment, Timestamps
 
 # IPv4 (20 bytes, no options) + the TCP header up to the window: version/IHL, total length, flags and
 # fragment offset, protocol, source, destination, ports, seq, ack, data offset + flags, window.
@@ -209,3 +210,68 @@ def encode_bare(  # noqa: PLR0917 (one packet's fields)
         sport, dport, seq, ack, doff_flags, window, checksum_of(tcp), 0,
     )  # fmt: skip
     return header + options if olen else header
+
+
+# (src, dst, src_port, dst_port, seq, ack, window, flags, then the options: MSS or -1, window scale shift
+# or -1, SACK permitted, TSval or -1, TSecr or -1)
+SynSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int, bool, int, int]
+
+_SYN_FLAGS = (F_SYN, F_SYN | F_ACK)
+_MSS_HEAD = b"\x02\x04"  # kind 2, length 4
+_SACK_TS_HEAD = b"\x04\x02\x08\x0a"  # SACK_PERM, then kind 8 length 10
+_NOP_NOP_TS_HEAD = b"\x01\x01\x08\x0a"
+_TS_HEADS = (_SACK_TS_HEAD, _NOP_NOP_TS_HEAD)
+_NOP_NOP_SACK = b"\x01\x01\x04\x02"
+_NOP_WS_HEAD = b"\x01\x03\x03"  # NOP, kind 3 length 3
+_TS_VALUES = struct.Struct("!II")
+_LINUX_SYN = struct.Struct("!2sH4sII3sB")  # the 20-byte option area: every field of it
+
+
+def syn_segment(raw: bytes, verify_checksums: bool = True) -> SynSegment | None:
+    """The fields of a handshake segment, or None if `raw` is any other shape.
+
+    The shape: an IPv4 packet without options or fragmentation carrying a bare SYN or SYN-ACK (no other
+    flag, no payload) whose options are none, or laid out as `syn_option_bytes` and Linux
+    tcp_options_write lay them out: MSS, then SACK_PERM + TS, NOP NOP TS or NOP NOP SACK_PERM (or
+    nothing), then NOP WS (or nothing). Checksums as in `plain_segment`.
+    """
+    n = len(raw)
+    if n < 40:
+        return None  # too short to be this shape
+    vihl, total, frag, proto, src, dst, sport, dport, seq, ack, offflags, window = _HEAD.unpack_from(raw)
+    if vihl != 0x45 or proto != IPPROTO_TCP or frag & _FRAGMENT_BITS or total != n:
+        return None
+    flags = offflags & 0xFFF
+    if flags not in _SYN_FLAGS or 20 + ((offflags >> 12) << 2) != n:
+        return None  # other flags, or a payload (or a data offset beyond the packet)
+    if n == 60:
+        # Linux's own layout, read at once: MSS, SACK_PERM + TS (or NOP NOP TS), NOP WS
+        mss_head, mss, ts_head, tsval, tsecr, ws_head, wscale = _LINUX_SYN.unpack_from(raw, 40)
+        if mss_head != _MSS_HEAD or ts_head not in _TS_HEADS or ws_head != _NOP_WS_HEAD:
+            return None
+        sack = ts_head == _SACK_TS_HEAD
+    else:
+        mss = wscale = tsval = tsecr = -1
+        sack = False
+        if n > 40:
+            if raw[40:42] != _MSS_HEAD:
+                return None
+            mss = (raw[42] << 8) | raw[43]
+            pos = 44
+            head = raw[44:48]
+            if head in _TS_HEADS:
+                if n < 56:
+                    return None
+                sack = head == _SACK_TS_HEAD
+                tsval, tsecr = _TS_VALUES.unpack_from(raw, 48)
+                pos = 56
+            elif head == _NOP_NOP_SACK:
+                sack = True
+                pos = 48
+            if pos < n:
+                if pos + 4 != n or raw[pos : pos + 3] != _NOP_WS_HEAD:
+                    return None
+                wscale = raw[pos + 3]
+    if verify_checksums and not ipv4_tcp_verifies(raw, n):
+        return None
+    return (src, dst, sport, dport, seq, ack, window, flags, mss, wscale, sack, tsval, tsecr)
