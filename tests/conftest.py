@@ -7,8 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import settings
 
 from utcp.lab.pytest_plugin import require_lab_privileges
+
+# Hypothesis's per-example deadline (200 ms) is a timed assertion: on a loaded CI machine an example that
+# is slow once and fast on the rerun fails as "Flaky: unreliable test timings". Speed is the benchmarks'
+# business; every @settings below inherits this.
+settings.register_profile("utcp", deadline=None)
+settings.load_profile("utcp")
 
 
 @pytest.fixture
