@@ -24,8 +24,9 @@ class RttEstimator:
         self.base_rto = max_rto if max_rto < rto else rto
         self.backoff = 0
         # The current timeout, backoff included (RFC 6298 5.5), at most max_rto: read per segment sent,
-        # so kept (set wherever base_rto or backoff change) rather than worked out on each read.
-        self.rto: float = self.base_rto * 1
+        # so kept (set wherever base_rto or backoff change) rather than worked out on each read. With no
+        # backoff it is base_rto itself (the same float object: no second one per connection).
+        self.rto: float = self.base_rto
 
     def sample(self, rtt: float) -> None:
         """A new RTT measurement R (RFC 6298 2.2 / 2.3); clears the backoff (the timer is valid again)."""
@@ -43,7 +44,7 @@ class RttEstimator:
         rto = self.min_rto if rto < self.min_rto else rto
         self.base_rto = self.max_rto if self.max_rto < rto else rto
         self.backoff = 0
-        self.rto = self.base_rto * 1  # min(max_rto, base_rto << 0): base_rto is at most max_rto
+        self.rto = self.base_rto  # min(max_rto, base_rto << 0): base_rto is at most max_rto
 
     def back_off(self) -> None:
         """RFC 6298 5.5: double the RTO (bounded by max_rto)."""
