@@ -43,5 +43,7 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
     for name in REQUIRED:
         assert isinstance(figures[name], float | int) and figures[name] > 0, (name, figures)
     assert "matrix_seconds" in figures and figures["matrix_seconds"] is None
+    # beside issue 6's figures: the ceiling a Python server meets over the same TUN
+    assert figures["conn_per_s_python_floor"] > 0 and "conn_per_s_python_floor" in proc.stdout
     for name in REQUIRED:
         assert name in proc.stdout  # the table names every figure

@@ -71,6 +71,7 @@ FIGURES: dict[str, tuple[str, str | None]] = {
     "sim_MBps": ("MB/s", "kernel_veth_MBps"),
     "conn_per_s_utcp_client": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_kernel_client": ("conn/s", "kernel_veth_conn_per_s"),
+    "conn_per_s_python_floor": ("conn/s", "kernel_veth_conn_per_s"),
     "idle_conn_bytes": ("B/conn", None),
     "matrix_seconds": ("s", None),
 }
@@ -248,6 +249,15 @@ async def conn_kernel_client(ns: Namespace, count: int) -> float:
     return float(got["count"]) / float(got["seconds"])
 
 
+async def conn_python_floor(ns: Namespace, count: int) -> float:
+    """The kernel client of conn_kernel_client against a bare Python responder (tools/bench_conn_floor):
+    what TUN allows a Python server, the ceiling for conn_per_s_kernel_client."""
+    from tools.bench_conn_floor import floor_server  # noqa: PLC0415 (it imports this module)
+
+    rate, _ = await floor_server(ns, count)
+    return rate
+
+
 # -- in-process, virtual time --------------------------------------------------------------------------
 def sim_transfer(nbytes: int) -> float:
     """utcp -> utcp over a simulated 1 ms link, one way: bytes moved per second of *wall* time."""
@@ -354,6 +364,7 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
         await step(("tx_offload_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, 1500, offload=True))
         await step(("conn_per_s_utcp_client",), lambda: conn_utcp_client(ns, sizes.connections))
         await step(("conn_per_s_kernel_client",), lambda: conn_kernel_client(ns, sizes.connections))
+        await step(("conn_per_s_python_floor",), lambda: conn_python_floor(ns, sizes.connections))
 
     async def sync(fn: Callable[[], float | None]) -> float | None:
         return fn()
