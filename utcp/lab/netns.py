@@ -15,6 +15,7 @@ import ctypes
 import ipaddress
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -32,6 +33,9 @@ NAME_PREFIX = "utcp-"
 CLONE_NEWNET = 0x40000000  # <linux/sched.h>
 
 T = TypeVar("T")
+
+
+_OWN_NAME = re.compile(rf"{NAME_PREFIX}(\d+)-[0-9a-f]{{6}}")  # what unique_name() makes
 
 
 class NamespaceError(RuntimeError):
@@ -341,3 +345,42 @@ def netns(name: str | None = None, *, disable_ipv6: bool = True) -> Iterator[Nam
         yield ns
     finally:
         ns.delete()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def stale_namespaces() -> list[str]:
+    """Namespaces named by `unique_name()` whose creating process is gone and that hold no process:
+    leftovers of a run killed by a signal whose default action ends it (SIGTERM, SIGKILL), where neither
+    `finally` nor atexit ran. Any other namespace is never listed (a reused PID keeps its leftover)."""
+    if not NETNS_DIR.is_dir():
+        return []
+    stale = []
+    for entry in sorted(NETNS_DIR.iterdir()):
+        match = _OWN_NAME.fullmatch(entry.name)
+        if match is None or _process_exists(int(match.group(1))):
+            continue
+        inside = subprocess.run(
+            ["ip", "netns", "pids", entry.name], capture_output=True, text=True, check=False
+        )
+        if inside.returncode == 0 and not inside.stdout.strip():
+            stale.append(entry.name)
+    return stale
+
+
+def prune_stale_namespaces() -> list[str]:
+    """Delete what `stale_namespaces()` lists; returns the names deleted."""
+    deleted = []
+    for name in stale_namespaces():
+        proc = subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+        if proc.returncode == 0:
+            deleted.append(name)
+    return deleted

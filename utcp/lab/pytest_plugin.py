@@ -8,6 +8,9 @@
 `lab` skips the test when root or /dev/net/tun is missing, and fails instead when the environment sets
 UTCP_REQUIRE_PRIVILEGES=1 (CI, where skipping would hide a broken set-up). Tests must run under trio
 (pytest-trio's `trio_mode = true`, or the `@pytest.mark.trio` marker).
+
+At session start (as root) it deletes the namespaces an earlier run left behind when a signal killed it
+(`utcp.lab.netns.stale_namespaces`: utcp's own names, creator gone, no process inside).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from utcp.lab.netns import prune_stale_namespaces
 from utcp.lab.topology import Lab
 
 
@@ -36,6 +40,12 @@ def require_lab_privileges() -> None:
     if os.environ.get("UTCP_REQUIRE_PRIVILEGES") == "1":
         pytest.fail(f"{problem} (UTCP_REQUIRE_PRIVILEGES=1 forbids skipping)")
     pytest.skip(problem)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Delete the namespaces an earlier run killed by a signal left behind (see stale_namespaces)."""
+    if lab_privilege_problem() is None:
+        prune_stale_namespaces()
 
 
 @pytest.fixture
