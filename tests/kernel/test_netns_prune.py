@@ -6,6 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from utcp.cli.main import main
 from utcp.lab.netns import NETNS_DIR, Namespace, prune_stale_namespaces, stale_namespaces
 
 
@@ -38,3 +41,19 @@ def test_only_leftovers_of_dead_runs_are_pruned(privileged: None) -> None:
     finally:
         for ns in made:
             ns.delete()
+
+
+def test_the_cleanup_command_lists_then_deletes_them(
+    privileged: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leftover = Namespace(f"utcp-{_dead_pid()}-0f1e2d")
+    try:
+        leftover.create()
+        assert main(["cleanup", "--dry-run"]) == 0
+        assert f"stale {leftover.name}" in capsys.readouterr().out.splitlines()
+        assert leftover.exists()
+        assert main(["cleanup"]) == 0
+        assert f"deleted {leftover.name}" in capsys.readouterr().out.splitlines()
+        assert not leftover.exists()
+    finally:
+        leftover.delete()

@@ -1,6 +1,6 @@
 """The `utcp` command: `peer` (serve on a TUN in a namespace), `connect` (nc over utcp), `policies`,
-`demo`, the middleboxes `lb`, `toa`, `snat`, `impair` (utcp.cli.boxes), and the interop `matrix` and
-`scenario list|run` (utcp.cli.matrix)."""
+`demo`, `cleanup` (namespaces left by killed runs), the middleboxes `lb`, `toa`, `snat`, `impair`
+(utcp.cli.boxes), and the interop `matrix` and `scenario list|run` (utcp.cli.matrix)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
 from utcp.cli.matrix import add_matrix_commands, run_interop_command
 from utcp.io.stack import split_addresses
-from utcp.lab.netns import Namespace, NamespaceError
+from utcp.lab.netns import Namespace, NamespaceError, prune_stale_namespaces, stale_namespaces
 from utcp.policy import PRESETS, Policy, describe_knobs, describe_policies, resolve_policy
 
 
@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bytes", type=int, default=20000, dest="nbytes", help="size of the HTTP download")
     demo.add_argument("--pcap", help="also write the trace to this pcap file")
     demo.add_argument("--quiet", action="store_true", help="do not print the packets")
+    cleanup = sub.add_parser(
+        "cleanup", parents=[common], help="delete the namespaces runs killed by a signal left behind"
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="only list them")
     add_box_commands(sub)
     add_matrix_commands(sub)
     return parser
@@ -130,6 +134,16 @@ def show_policies(*, as_json: bool) -> int:
     return 0
 
 
+def cleanup(*, dry_run: bool) -> int:
+    """utcp-<pid>-<hex> namespaces whose creator is gone and that hold no process (utcp.lab.netns)."""
+    if os.geteuid() != 0:
+        raise PermissionError("deleting network namespaces needs CAP_SYS_ADMIN")
+    names = stale_namespaces() if dry_run else prune_stale_namespaces()
+    for name in names:
+        print(f"{'stale' if dry_run else 'deleted'} {name}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -147,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_interop_command(args)
         if args.command == "policies":
             return show_policies(as_json=args.json)
+        if args.command == "cleanup":
+            return cleanup(dry_run=args.dry_run)
         return run_demo(args)
     except UsageError as exc:
         print(f"utcp {args.command}: error: {exc}", file=sys.stderr)
