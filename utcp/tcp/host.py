@@ -254,12 +254,9 @@ class Host:
         wire_key = raw[12:24]
         conn = self._wire_conns.get(wire_key)
         if conn is None:  # once per connection: from then on the wire key finds it
-            conn = self._conns.get((inet_ntoa(dst), dport, inet_ntoa(src), sport))
+            conn = self._learn_wire_key(wire_key, inet_ntoa(dst), dport, inet_ntoa(src), sport)
             if conn is None:
                 return False
-            # only connections we hold, forgotten in _unlink: as bounded as _conns
-            self._wire_conns[wire_key] = conn
-            conn._wire_key = wire_key
         payload = memoryview(raw)[start:] if start < len(raw) else b""
         if not conn._fast_input(seq, ack, flags, window, tsval, tsecr, payload, now):
             return False
@@ -277,12 +274,9 @@ class Host:
             src, dst, sport, dport = syn[0], syn[1], syn[2], syn[3]
             laddr = inet_ntoa(dst)
             raddr = inet_ntoa(src)
-            conn = self._conns.get((laddr, dport, raddr, sport))
+            conn = self._learn_wire_key(wire_key, laddr, dport, raddr, sport)
             if conn is None:
                 return self._fast_passive_open(laddr, raddr, wire_key, syn, now)
-            # only connections we hold, forgotten in _unlink: as bounded as _conns
-            self._wire_conns[wire_key] = conn
-            conn._wire_key = wire_key
         _, _, _, _, seq, ack, window, flags, mss, wscale, sack, tsval, tsecr = syn
         if flags != SYN_ACK:
             return False  # a SYN for a connection: its state decides (TIME-WAIT reuse, retransmission...)
@@ -290,6 +284,18 @@ class Host:
             return False
         self.counters["InSegs"] += 1
         return True
+
+    def _learn_wire_key(
+        self, wire_key: bytes, laddr: str, lport: int, raddr: str, rport: int
+    ) -> Connection | None:
+        """The connection holding this 4-tuple, from now on found by `wire_key` (the packet's address and
+        port bytes, Host._receive_fast); None if there is none."""
+        conn = self._conns.get((laddr, lport, raddr, rport))
+        if conn is not None:
+            # only connections we hold, forgotten in _unlink: as bounded as _conns
+            self._wire_conns[wire_key] = conn
+            conn._wire_key = wire_key
+        return conn
 
     def _fast_passive_open(
         self, laddr: str, raddr: str, wire_key: bytes, syn: SynSegment, now: float
@@ -313,23 +319,12 @@ class Host:
         backlog = lst.backlog
         if len(lst._accept_queue) > backlog or len(lst._syn_queue) > backlog:
             return False  # Linux tcp_conn_request: a full queue drops the SYN or answers with a cookie
-        if self.max_connections is not None and len(self._conns) >= self.max_connections:
+        if self._at_connection_limit():
             return False  # Host(max_connections): TCPMaxConnectionsDrop
         self.counters["InSegs"] += 1
-        # _passive_open
-        conn = Connection(
-            self,
-            (laddr, dport),
-            (raddr, sport),
-            lst.config,
-            policy,
-            iss=self._isn.isn(laddr, dport, raddr, sport, now),
-            mtu_mss=self.mtu - 40,
-            ip_id=0,
-            listener=lst,
+        conn = self._new_request(
+            lst, (laddr, dport), (raddr, sport), self._isn.isn(laddr, dport, raddr, sport, now)
         )
-        lst._syn_queue[conn] = None
-        self._register(conn)
         self._wire_conns[wire_key] = conn  # the third ACK finds it at once (Host._receive_fast)
         conn._wire_key = wire_key
         conn._open_request(seq, window, mss, wscale, sack, tsval, now)
@@ -639,25 +634,22 @@ class Host:
         if self._at_connection_limit():
             self._limit_drop(src, dst, seg)
             return
-        local = (dst, seg.dst_port)
-        remote = (src, seg.src_port)
         if isn is None:
             isn = self._isn.isn(dst, seg.dst_port, src, seg.src_port, now)
+        conn = self._new_request(lst, (dst, seg.dst_port), (src, seg.src_port), isn)
+        conn._open_passive(seg, now)
+        self._reschedule(conn)
+
+    def _new_request(
+        self, lst: Listener, local: tuple[str, int], remote: tuple[str, int], isn: int
+    ) -> Connection:
+        """A listener's request socket for an accepted SYN (Linux inet_reqsk_alloc), in its SYN queue."""
         conn = Connection(
-            self,
-            local,
-            remote,
-            lst.config,
-            lst.policy,
-            iss=isn,
-            mtu_mss=self.mtu - 40,
-            ip_id=0,
-            listener=lst,
+            self, local, remote, lst.config, lst.policy, iss=isn, mtu_mss=self.mtu - 40, ip_id=0, listener=lst
         )
         lst._syn_queue[conn] = None
         self._register(conn)
-        conn._open_passive(seg, now)
-        self._reschedule(conn)
+        return conn
 
     # --- resource limits and SYN cookies ------------------------------------------------------------------
 
