@@ -1044,12 +1044,7 @@ class Connection:
         snd_wnd, max_snd_wnd = self._snd_wnd, self._max_snd_wnd
         self._max_snd_wnd = snd_wnd if snd_wnd > max_snd_wnd else max_snd_wnd
         self._snd_wl1 = self._rcv_nxt
-        # _syn_acked: an RTT sample from TSecr, or from the SYN-ACK's send time (Karn)
-        if self._ts_ok and tsecr:
-            self._rtt_sample_ts(tsecr, now)
-        elif self._rtt_seq is not None and self._syn_retransmits == 0:
-            self._rtt.sample(now - self._rtt_time)
-        self._rtt_seq = None
+        self._syn_acked(tsecr if self._ts_ok else 0, now)
         self._set_state(_ESTABLISHED)
         self._retransmits = 0
         self._t_rtx = None
