@@ -171,14 +171,16 @@ async def utcp_client(count: int, parallel: int = 8) -> tuple[float, float]:
                 conn.close()
 
     link.on_event = on_event
+    replies = 0
     async with HostRuntime(_utcp_host(), link, linger=0.0) as rt:
 
         async def worker(n: int) -> None:
+            nonlocal replies
             for _ in range(n):
                 stream = await open_tcp_stream(rt, PEER, PORT)
                 await stream.send_all(b"x")
-                while await stream.receive_some():
-                    pass
+                while data := await stream.receive_some():
+                    replies += len(data)
                 await stream.aclose()
 
         start = time.thread_time()
@@ -186,6 +188,8 @@ async def utcp_client(count: int, parallel: int = 8) -> tuple[float, float]:
             for i in range(parallel):
                 nursery.start_soon(worker, count // parallel + (1 if i < count % parallel else 0))
         seconds = time.thread_time() - start
+    if replies != count:  # the workload, not a figure: every connection got its answer
+        raise RuntimeError(f"utcp client: {replies} reply bytes in {count} connections")
     return seconds, link.peer_seconds
 
 
