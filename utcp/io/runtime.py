@@ -551,12 +551,11 @@ class HostRuntime:
 
     def _link_send_many(self, raws: list[bytes]) -> None:
         """`_link_send` for a run of encoded packets, with its checks made once for the run."""
-        link = self.link
-        if getattr(link, "closed", False):  # link_closed(), inlined
+        if self.link_closed():
             return
         sent = 0
         if not self._tx_backlog:
-            try_send = link.try_send
+            try_send = self.link.try_send
             try:
                 for raw in raws:
                     if not try_send(raw):
