@@ -341,13 +341,7 @@ class Host:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """`packets_to_send`, encoded (codec.build_ipv4): with `wire_output`, plain segments are already
         bytes and cost no value on the way."""
-        if self._dirty or self._loop:
-            out = self._drain(now)
-        else:  # _drain with nothing to transmit or deliver, inlined: most calls come to this
-            self._now = now
-            out = self._outbox
-            if out:
-                self._outbox = []
+        out = self._drain(now)
         if not out:
             return []  # an empty batch: no comprehension to run (a call on Python 3.11)
         return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in out]
