@@ -26,7 +26,7 @@ from collections.abc import Callable
 import structlog
 import trio
 
-from tools.bench.runner import rr_handler
+from tools.bench.kernel_side import rr_handler
 from utcp.io.api import open_tcp_listeners, open_tcp_stream
 from utcp.io.runtime import HostRuntime
 from utcp.io.stack import stack_config

@@ -45,5 +45,7 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
     assert "matrix_seconds" in figures and figures["matrix_seconds"] is None
     # beside issue 6's figures: the ceiling a Python server meets over the same TUN
     assert figures["conn_per_s_python_floor"] > 0 and "conn_per_s_python_floor" in proc.stdout
+    # and the trio stream API's own rate when the kernel does the TCP (the same handler, trio.serve_tcp)
+    assert figures["conn_per_s_trio_kernel_server"] > 0 and "conn_per_s_trio_kernel_server" in proc.stdout
     for name in REQUIRED:
         assert name in proc.stdout  # the table names every figure

@@ -6,6 +6,8 @@ then one JSON line of results.
   source-client HOST PORT NBYTES   connect, send NBYTES, half-close, wait for the peer's close
   rr-server PORT                   forever: accept, read 1 byte, write 1 byte, close
   rr-client HOST PORT N THREADS    N times: connect, write 1 byte, read 1 byte, read to EOF, close
+  trio-rr-server PORT              rr-server's exchange in trio: trio.serve_tcp with `rr_handler`, the
+                                   handler the utcp server runs (the trio API's cost on kernel TCP)
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import socket
 import sys
 import threading
 import time
+
+import trio
 
 CHUNK = 1 << 18
 
@@ -57,6 +61,30 @@ def rr_server(port: int) -> dict[str, object]:
             served += 1
 
 
+async def rr_handler(stream: trio.abc.HalfCloseableStream) -> None:
+    """The server side of the connection benchmarks, per stream under trio.serve_listeners: read the
+    request byte, answer one, close. The utcp server (tools/bench/runner.py, tools/bench_conn.py) and
+    trio-rr-server run this same function."""
+    try:
+        if await stream.receive_some(1):
+            await stream.send_all(b"y")
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await stream.aclose()
+
+
+def trio_rr_server(port: int) -> dict[str, object]:
+    async def serve() -> None:
+        listeners = await trio.open_tcp_listeners(port, backlog=4096)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, rr_handler, listeners)
+            print(json.dumps({"ready": port}), flush=True)
+
+    trio.run(serve)
+    return {}
+
+
 def rr_client(host: str, port: int, count: int, threads: int) -> dict[str, object]:
     failures: list[str] = []
 
@@ -93,6 +121,8 @@ def main(argv: list[str]) -> int:
         result = rr_server(int(args[0]))
     elif mode == "rr-client":
         result = rr_client(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif mode == "trio-rr-server":
+        result = trio_rr_server(int(args[0]))
     else:
         print(f"unknown mode {mode!r}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 import trio
 
-from utcp.io.api import UtcpStream
+from tools.bench.kernel_side import rr_handler
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace, netns
 from utcp.sim import CLIENT_ADDRESS, SERVER_ADDRESS, BulkSender, Network, Reader, pair
@@ -72,6 +72,7 @@ FIGURES: dict[str, tuple[str, str | None]] = {
     "conn_per_s_utcp_client": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_kernel_client": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_python_floor": ("conn/s", "kernel_veth_conn_per_s"),
+    "conn_per_s_trio_kernel_server": ("conn/s", "kernel_veth_conn_per_s"),
     "idle_conn_bytes": ("B/conn", None),
     "matrix_seconds": ("s", None),
 }
@@ -138,6 +139,27 @@ async def kernel_veth(sizes: Sizes) -> dict[str, float]:
         "kernel_veth_MBps": got["bytes"] / MB / got["seconds"],
         "kernel_veth_conn_per_s": conns["count"] / conns["seconds"],
     }
+
+
+async def kernel_trio_server(sizes: Sizes) -> float:
+    """conn_per_s_kernel_client's exchange with trio.serve_listeners and the same `rr_handler` on kernel
+    sockets over veth: what the trio stream API costs a server when the kernel does the TCP."""
+    with netns() as a, netns() as b:
+        a.add_veth("bta", "btb", b)
+        a.add_address("bta", f"{VETH_A}/24")
+        b.add_address("btb", f"{VETH_B}/24")
+        a.set_up("bta")
+        b.set_up("btb")
+        server = KernelProcess(b, "trio-rr-server", "5005")
+        try:
+            await server.ready()
+            client = KernelProcess(a, "rr-client", VETH_B, "5005", str(sizes.connections), "4")
+            got = await client.result()
+        finally:
+            server.stop()
+    if got["failures"]:
+        raise RuntimeError(f"trio kernel server: failures {got['failures']}")
+    return float(got["count"]) / float(got["seconds"])
 
 
 # -- bulk kernel <-> utcp over TUN ---------------------------------------------------------------------
@@ -220,19 +242,6 @@ async def conn_utcp_client(ns: Namespace, count: int, parallel: int = 8) -> floa
     if failures > count // 100:
         raise RuntimeError(f"utcp client: {failures} of {count} connections failed")
     return (count - failures) / seconds
-
-
-async def rr_handler(stream: trio.abc.HalfCloseableStream) -> None:
-    """The utcp server's side of the connection benchmark (trio.serve_listeners runs it per stream):
-    read the request byte, answer one, close. tools/bench_conn.py serves with the same function."""
-    assert isinstance(stream, UtcpStream)
-    try:
-        if await stream.receive_some(1):
-            await stream.send_all(b"y")
-    except trio.BrokenResourceError:
-        pass
-    finally:
-        await stream.aclose()
 
 
 async def conn_kernel_client(ns: Namespace, count: int) -> float:
@@ -352,6 +361,7 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
             figures[names[0]] = value
 
     await step(("kernel_veth_MBps", "kernel_veth_conn_per_s"), lambda: kernel_veth(sizes))
+    await step(("conn_per_s_trio_kernel_server",), lambda: kernel_trio_server(sizes))
     with netns() as ns:
         await step(("rx_mtu1500_MBps",), lambda: bulk_rx(ns, sizes.bulk_bytes, 1500))
         await step(("tx_mtu1500_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, 1500))
