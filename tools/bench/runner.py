@@ -115,14 +115,19 @@ class KernelProcess:
         self.ns.terminate(self.proc)
 
 
+def _veth_link(a: Namespace, a_end: str, b: Namespace, b_end: str) -> None:
+    """A veth pair between `a` (VETH_A) and `b` (VETH_B), up."""
+    a.add_veth(a_end, b_end, b)
+    a.add_address(a_end, f"{VETH_A}/24")
+    b.add_address(b_end, f"{VETH_B}/24")
+    a.set_up(a_end)
+    b.set_up(b_end)
+
+
 # -- kernel <-> kernel over veth: the baseline ---------------------------------------------------------
 async def kernel_veth(sizes: Sizes) -> dict[str, float]:
     with netns() as a, netns() as b:
-        a.add_veth("bva", "bvb", b)
-        a.add_address("bva", f"{VETH_A}/24")
-        b.add_address("bvb", f"{VETH_B}/24")
-        a.set_up("bva")
-        b.set_up("bvb")
+        _veth_link(a, "bva", b, "bvb")
         sink = KernelProcess(b, "sink-server", "5001")
         await sink.ready()
         source = KernelProcess(a, "source-client", VETH_B, "5001", str(sizes.kernel_bytes))
@@ -145,11 +150,7 @@ async def kernel_trio_server(sizes: Sizes) -> float:
     """conn_per_s_kernel_client's exchange with trio.serve_listeners and the same `rr_handler` on kernel
     sockets over veth: what the trio stream API costs a server when the kernel does the TCP."""
     with netns() as a, netns() as b:
-        a.add_veth("bta", "btb", b)
-        a.add_address("bta", f"{VETH_A}/24")
-        b.add_address("btb", f"{VETH_B}/24")
-        a.set_up("bta")
-        b.set_up("btb")
+        _veth_link(a, "bta", b, "btb")
         server = KernelProcess(b, "trio-rr-server", "5005")
         try:
             await server.ready()
