@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from math import floor
-from socket import inet_aton
 from typing import TYPE_CHECKING, Final, Literal
 
 from utcp.policy.base import Decision, Policy, Verdict
@@ -57,7 +56,7 @@ from utcp.tcp.state import (
     States,
     TcpState,
 )
-from utcp.wire.fastpath import SegmentEncoder, encode_bare, syn_option_bytes
+from utcp.wire.fastpath import SegmentEncoder, aton, encode_bare, syn_option_bytes
 from utcp.wire.format import format_flags
 from utcp.wire.packet import (
     F_ACK,
@@ -861,7 +860,7 @@ class Connection:
         if host.wire_output and self._raddr not in host._addr_set:
             # the same segment, encoded at once (Host.wire_output; self-delivery wants values)
             raw = encode_bare(
-                inet_aton(self._laddr), inet_aton(self._raddr), 0 if self._request else self._next_ip_id(),
+                aton(self._laddr), aton(self._raddr), 0 if self._request else self._next_ip_id(),
                 self._lport, self._rport, self.iss, ack_field, SYN_ACK if ack else F_SYN, window,
                 syn_option_bytes(self._adv_mss, sack, ts, ws),
             )  # fmt: skip

@@ -11,7 +11,6 @@ import random
 import secrets
 from collections import Counter, deque
 from collections.abc import Iterable
-from socket import inet_ntoa
 from typing import Literal
 
 from utcp.policy.base import Policy, Verdict
@@ -28,7 +27,7 @@ from utcp.tcp.state import States, TcpState
 from utcp.tcp.syncookies import SynCookies
 from utcp.wire.codec import build_ipv4, parse_ipv4, parse_ipv4_fields
 from utcp.wire.errors import ChecksumError, WireError
-from utcp.wire.fastpath import PlainSegment, SynSegment, plain_segment, plain_tcp_segment, syn_segment
+from utcp.wire.fastpath import PlainSegment, SynSegment, ntoa, plain_segment, plain_tcp_segment, syn_segment
 from utcp.wire.format import format_flags
 from utcp.wire.packet import (
     F_ACK,
@@ -199,11 +198,11 @@ class Host:
             if shape is not None:
                 if self._receive_fast(packet, shape, now):
                     return
-                dst = inet_ntoa(shape[1])
+                dst = ntoa(shape[1])
                 if dst in self._addr_set:
                     # the general path for the value parse_ipv4 would give, from the fields already read
                     # (checksums verified once, by plain_segment); anything else is parsed below
-                    self._deliver(inet_ntoa(shape[0]), dst, plain_tcp_segment(packet, shape), now)
+                    self._deliver(ntoa(shape[0]), dst, plain_tcp_segment(packet, shape), now)
                     return
             else:
                 syn = syn_segment(packet, self.verify_checksums)
@@ -254,7 +253,7 @@ class Host:
         wire_key = raw[12:24]
         conn = self._wire_conns.get(wire_key)
         if conn is None:  # once per connection: from then on the wire key finds it
-            conn = self._learn_wire_key(wire_key, inet_ntoa(dst), dport, inet_ntoa(src), sport)
+            conn = self._learn_wire_key(wire_key, ntoa(dst), dport, ntoa(src), sport)
             if conn is None:
                 return False
         payload = memoryview(raw)[start:] if start < len(raw) else b""
@@ -272,8 +271,8 @@ class Host:
         conn = self._wire_conns.get(wire_key)
         if conn is None:
             src, dst, sport, dport = syn[0], syn[1], syn[2], syn[3]
-            laddr = inet_ntoa(dst)
-            raddr = inet_ntoa(src)
+            laddr = ntoa(dst)
+            raddr = ntoa(src)
             conn = self._learn_wire_key(wire_key, laddr, dport, raddr, sport)
             if conn is None:
                 return self._fast_passive_open(laddr, raddr, wire_key, syn, now)

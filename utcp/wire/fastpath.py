@@ -14,8 +14,10 @@ whose options are given as bytes (the handshake's SYN and SYN-ACK, options from 
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
+from collections.abc import Callable
 
 from utcp.wire import checksum
 from utcp.wire.checksum import checksum_of, ipv4_tcp_verifies
@@ -32,6 +34,11 @@ _FRAGMENT_BITS = 0x3FFF  # MF + fragment offset (DF is fine)
 _DOFF_PLAIN = 5 << 12
 _DOFF_TS = 8 << 12
 _MOD = 0xFFFF  # one's-complement sums are taken mod 2**16 - 1 (utcp.wire.checksum)
+
+# Pure functions of a host's few addresses, run for every connection (glibc's inet_aton and inet_ntoa go
+# through strtoul and sprintf, ~700 instructions a call): cached, bounded.
+aton: Callable[[str], bytes] = functools.lru_cache(maxsize=1024)(socket.inet_aton)
+ntoa: Callable[[bytes], str] = functools.lru_cache(maxsize=1024)(socket.inet_ntoa)
 
 # (src, dst, src_port, dst_port, seq, ack, window, tsval or -1, tsecr or -1, payload offset, flags)
 PlainSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int, int]
@@ -109,8 +116,8 @@ class SegmentEncoder:
     __slots__ = ("_dport", "_dst", "_hlen", "_ip_sum", "_sport", "_src", "_tcp_sum", "_ts")
 
     def __init__(self, src: str, dst: str, sport: int, dport: int, timestamps: bool) -> None:
-        self._src = socket.inet_aton(src)
-        self._dst = socket.inet_aton(dst)
+        self._src = aton(src)
+        self._dst = aton(dst)
         self._sport = sport
         self._dport = dport
         self._ts = timestamps
