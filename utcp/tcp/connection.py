@@ -53,6 +53,7 @@ from utcp.tcp.state import (
     FIN_ACKED_TRANSITIONS,
     FIN_RECEIVED_TRANSITIONS,
     SHUTDOWN_TRANSITIONS,
+    SYNCHRONIZED,
     States,
     TcpState,
 )
@@ -92,6 +93,13 @@ _CLOSE_WAIT: Final = S.CLOSE_WAIT
 _CLOSING: Final = S.CLOSING
 _LAST_ACK: Final = S.LAST_ACK
 _TIME_WAIT: Final = S.TIME_WAIT
+# Sets of them for the membership tests a connection makes every time: a frozenset finds a member by its
+# identity hash, where `state in (_A, _B)` builds the tuple on each test and compares every member it
+# passes (Enum members have no C equality: ~100 instructions each).
+_NO_SEND: Final = frozenset({_CLOSED, _LISTEN, _TIME_WAIT})  # send() refuses, send_space is 0
+_DATA_TO_US: Final = frozenset({_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2})  # the peer may send data
+_MAY_SEND_DATA: Final = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK})
+_ESTABLISHED_ONCE: Final = frozenset({_ESTABLISHED, _CLOSE_WAIT})  # Linux tcp_set_state: EstabResets
 
 SYN_ACK = F_SYN | F_ACK
 RST_ACK = F_RST | F_ACK
@@ -429,7 +437,7 @@ class Connection:
     @property
     def send_space(self) -> int:
         """Bytes `send` would accept now (config.send_buffer minus unacknowledged and unsent bytes)."""
-        if self._wr_shutdown or self.state in (_CLOSED, _TIME_WAIT, _LISTEN):
+        if self._wr_shutdown or self.state in _NO_SEND:
             return 0
         una = self._snd_una
         space = self.config.send_buffer - (self._sbuf.end - (una if una > 1 else 1))
@@ -473,9 +481,7 @@ class Connection:
         if max_bytes <= 0 or not self._rbuf:
             return b""
         before = self._receive_window_now()
-        small = (
-            self.state in (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2) and 2 * before <= self.config.recv_buffer
-        )
+        small = self.state in _DATA_TO_US and 2 * before <= self.config.recv_buffer
         # A window that could already double before this read (the 16-bit SYN window gives way to the
         # scaled one after the handshake) is not this read's doing: the next segment carries it. Linux
         # never meets that case here, its window grows from rcv_ssthresh (__tcp_select_window).
@@ -495,7 +501,7 @@ class Connection:
             raise self.error
         if self._wr_shutdown:
             raise TcpUsageError("send after shutdown")
-        if self.state in (_CLOSED, _LISTEN, _TIME_WAIT):
+        if self.state in _NO_SEND:
             raise TcpUsageError(f"send in state {self.state.name}")
         n, space = len(data), self.send_space
         n = space if space < n else n
@@ -1682,7 +1688,7 @@ class Connection:
         # sixth, check the URG bit: urgent data is not supported (ignored).
         # seventh, process the segment text; eighth, check the FIN bit (done in order, in _process_data)
         state = self.state
-        if state in (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2):
+        if state in _DATA_TO_US:
             if (
                 self._orphan
                 and seg_len
@@ -2159,7 +2165,7 @@ class Connection:
         if self._third_ack_held:
             return  # release_third_ack() lets it go
         sent = False
-        if state in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK):
+        if state in _MAY_SEND_DATA:
             sent = self._send_data(now)
         if not sent and (self._ack_now or self._ack_batch):
             self._send_ack(now)
@@ -2424,7 +2430,7 @@ class Connection:
             return None
         encoder = self._encoder
         if encoder is None:
-            if self.state in (_CLOSED, _LISTEN, _SYN_SENT, _SYN_RECEIVED):
+            if self.state not in SYNCHRONIZED:
                 return None  # timestamps are settled by the handshake
             if self._raddr in self._host._addr_set:
                 return None
@@ -2702,7 +2708,7 @@ class Connection:
         old = self.state
         if new is _CLOSED:
             # Linux tcp_set_state / tcp_done counters
-            if old in (_ESTABLISHED, _CLOSE_WAIT):
+            if old in _ESTABLISHED_ONCE:
                 self._host._count("EstabResets")
             elif old in (_SYN_SENT, _SYN_RECEIVED) and not self._request:
                 self._host._count("AttemptFails")
