@@ -50,6 +50,7 @@ _SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cook
 _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
 _BASE_CHECK_PASSIVE_SYN = Policy.check_passive_syn  # the stock check: accepts unless tw_recycle
+_CLOSED = States.CLOSED  # a global read: Python 3.11 does not specialise class-attribute loads
 SYN_ACK = F_SYN | F_ACK
 
 
@@ -844,7 +845,7 @@ class Host:
         self._dirty[conn] = None
 
     def _reschedule(self, conn: Connection) -> None:
-        if conn.state is States.CLOSED:
+        if conn.state is _CLOSED:
             d = None
         else:
             # the earliest of the connection's timers (this runs after every transmit and timer)
