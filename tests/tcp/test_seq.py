@@ -144,6 +144,21 @@ def test_scoreboard_merges_and_finds_holes() -> None:
     assert (sb.ranges(), sb.sacked) == ([(25, 40)], 15)
 
 
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 200), st.integers(-5, 40)), max_size=30))
+def test_scoreboard_sacked_counts_its_ranges(ops: list[tuple[bool, int, int]]) -> None:
+    # the fast paths test `sacked` for "anything SACKed" (Scoreboard.__bool__ without the call): it
+    # must be the bytes the ranges cover, so 0 exactly when there is none
+    sb = Scoreboard()
+    for add, start, n in ops:
+        if add:
+            sb.add(start, start + n)
+        else:
+            sb.advance(start)
+        assert sb.sacked == sum(e - s for s, e in sb.ranges())
+        assert (sb.sacked > 0) == bool(sb)
+
+
 @settings(max_examples=100)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 70_000)), max_size=30))
 def test_send_buffer_end_is_start_plus_what_is_queued(ops: list[tuple[bool, int]]) -> None:

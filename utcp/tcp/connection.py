@@ -478,7 +478,7 @@ class Connection:
 
     def read(self, max_bytes: int = 1 << 30) -> bytes:
         """In-order bytes (up to `max_bytes`); b"" when none (check `eof_received`)."""
-        if max_bytes <= 0 or not self._rbuf:
+        if max_bytes <= 0 or not self._rbuf._size:  # len(self._rbuf) without the __len__ call
             return b""
         before = self._receive_window_now()
         small = self.state in _DATA_TO_US and 2 * before <= self.config.recv_buffer
@@ -531,7 +531,7 @@ class Connection:
             return
         self._orphan = True
         self._wr_shutdown = True
-        if self._rbuf and self.state not in (_SYN_SENT, _TIME_WAIT):
+        if self._rbuf._size and self.state not in (_SYN_SENT, _TIME_WAIT):  # unread data (no __len__ call)
             self._host._count("TCPAbortOnClose")
             self._abort_with_rst(None, "closed with unread data")
             return
@@ -1104,7 +1104,7 @@ class Connection:
             or self._third_ack_held
             or self._rtx_is_persist
             or self._pending_rst
-            or self._sb
+            or self._sb.sacked  # bytes SACKed (Scoreboard.__bool__ without the call)
             or seq != (self.irs + self._rcv_nxt) & SEQ_MASK  # RCV.NXT
         ):
             return False
@@ -1202,7 +1202,7 @@ class Connection:
             # the same window: only SND.WL1 can move
             if self._snd_nxt != snd_una or (window << self._snd_wscale) != self._snd_wnd:
                 return False
-        elif acked < 0 or snd_una + acked > self._snd_nxt or self._sb or self._fin_abs is not None:
+        elif acked < 0 or snd_una + acked > self._snd_nxt or self._sb.sacked or self._fin_abs is not None:
             return False  # old or unsent (policy.check_ack decides), SACKed data, or our FIN: general path
         if not self._fast_checks_pass(tsval):
             return False
@@ -1251,7 +1251,7 @@ class Connection:
         if (
             self.state is not _ESTABLISHED
             or self._ca_state != _CA_OPEN
-            or self._sb
+            or self._sb.sacked  # bytes SACKed (Scoreboard.__bool__ without the call)
             or self._fin_abs is not None
             or self._third_ack_held
             or self._rtx_is_persist
