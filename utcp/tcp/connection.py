@@ -2208,9 +2208,10 @@ class Connection:
                     break
                 sent = True
             return sent
-        sent = self._send_bulk(now)
-        # _send_new's own first test before each call: nothing unsent and no FIN due leaves it at once
         sbuf = self._sbuf
+        # a burst needs a full segment queued and no FIN (a request or response has neither: no call)
+        sent = self._fin_abs is None and self._snd_nxt + self._mss <= sbuf.end and self._send_bulk(now)
+        # _send_new's own first test before each call: nothing unsent and no FIN due leaves it at once
         while (self._snd_nxt < sbuf.end or self._snd_nxt == self._fin_abs) and self._send_new(now, None):
             sent = True
         return sent
@@ -2275,14 +2276,12 @@ class Connection:
         SWS avoidance, the FIN nor a partial segment is involved, queued encoded (Host.wire_output) with
         what cannot change between them worked out once: the window field (`_select_window` gives the
         same value again while nothing is received or read), the timestamps, the ACK number, the RTO.
-        Returns whether anything was sent; `_send_new` then goes on from where this stopped."""
-        mss = self._mss  # _data_mss without SACK blocks (the encoder implies none)
-        mss = mss if mss > 1 else 1  # max(), spelled out: called for every transmit of a connection
+        Returns whether anything was sent; `_send_new` then goes on from where this stopped. Called
+        (by _send_data) only with a full segment queued and no FIN."""
+        mss = self._mss  # _data_mss without SACK blocks (the encoder implies none); at least 1 (_sync_mss)
         sbuf = self._sbuf
         start = self._snd_nxt
         data_end = sbuf.end
-        if start + mss > data_end or self._fin_abs is not None:
-            return False  # less than a full segment queued (the common request/response case), or a FIN
         encoder = self._wire_encoder()
         if encoder is None:
             return False
