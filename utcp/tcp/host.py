@@ -379,10 +379,10 @@ class Host:
         heap = self._heap
         while heap:
             d, _, conn = heap[0]
-            if conn._deadline != d:
-                heapq.heappop(heap)
-                continue
-            return d
+            live = conn._deadline
+            if live is not None and live == d:  # floats only (see _reschedule)
+                return d
+            heapq.heappop(heap)  # stale: the connection's deadline moved
         return None
 
     def on_timer(self, now: float) -> None:
@@ -859,13 +859,16 @@ class Host:
             t = conn._t_close
             if t is not None and (d is None or t < d):
                 d = t
-        if d != conn._deadline:
+        if d is None:
+            conn._deadline = None  # an entry it left in the heap is stale now: skipped where popped
+            return
+        old = conn._deadline
+        if old is None or d != old:  # not `d != conn._deadline`: a float against None is a generic compare
             conn._deadline = d
-            if d is not None:
-                self._heap_seq += 1
-                heapq.heappush(self._heap, (d, self._heap_seq, conn))
-                if len(self._heap) > 4 * len(self._conns) + 64:
-                    self._rebuild_heap()
+            self._heap_seq += 1
+            heapq.heappush(self._heap, (d, self._heap_seq, conn))
+            if len(self._heap) > 4 * len(self._conns) + 64:
+                self._rebuild_heap()
 
     def _rebuild_heap(self) -> None:
         # Tie-breakers stay unique across rebuilds (a repeat would make heapq compare Connections).
