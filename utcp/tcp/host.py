@@ -175,7 +175,9 @@ class Host:
         self.counters: Counter[str] = Counter()
         self._conns: dict[_Key, Connection] = {}
         self._listeners: dict[tuple[str, int], Listener] = {}
-        self._bound: Counter[tuple[str, int]] = Counter()  # (local address, port) -> users
+        # (local address, port) -> users; a dict, not a Counter: Counter's __missing__ and __delitem__ are
+        # Python code, run (from C) for every connection registered and unlinked
+        self._bound: dict[tuple[str, int], int] = {}
         self._events: list[Event] = []
         self._outbox: list[IPv4Packet | bytes] = []  # bytes only with wire_output
         self._loop: deque[IPv4Packet] = deque()
@@ -447,7 +449,7 @@ class Host:
             policy if policy is not None else self.policy,
         )
         self._listeners[(address, port)] = lst
-        self._bound[(address, port)] += 1
+        self._bound[(address, port)] = self._bound.get((address, port), 0) + 1
         return lst
 
     def connect(
@@ -806,7 +808,8 @@ class Host:
 
     def _register(self, conn: Connection) -> None:
         self._conns[conn._key] = conn
-        self._bound[conn.local] += 1
+        local = conn.local
+        self._bound[local] = self._bound.get(local, 0) + 1
 
     def _unlink(self, conn: Connection) -> None:
         key = conn._key
