@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests.tcp.helpers import (
@@ -41,6 +43,16 @@ def test_segments_are_demultiplexed_by_four_tuple() -> None:
     host.receive(pkt(AK, PEER_ISS + 1002 + 1, ISS + 1, sport=1002, payload=b"two"), 0.02)
     host.receive(pkt(AK, PEER_ISS + 1001 + 1, ISS + 1, sport=1001, payload=b"one"), 0.02)
     assert (c1.read(), c2.read()) == (b"one", b"two")
+
+
+def test_counters_are_a_counter_whose_stores_stay_dicts() -> None:
+    # a Counter for readers (a name never counted reads 0); its item assignment is dict's C slot, which a
+    # Python-level __delitem__ (Counter's own) would replace with a slow generic one for every packet
+    c = make_host().counters
+    assert isinstance(c, Counter) and c["NeverCounted"] == 0 and "NeverCounted" not in c
+    assert type(c).__delitem__ is dict.__delitem__ and type(c).__setitem__ is dict.__setitem__
+    c["InSegs"] += 2
+    assert c["InSegs"] == 2
 
 
 def test_closed_port_syn_draws_rst_ack_with_ack_equal_seq_plus_len() -> None:

@@ -54,6 +54,16 @@ _CLOSED = States.CLOSED  # a global read: Python 3.11 does not specialise class-
 SYN_ACK = F_SYN | F_ACK
 
 
+class _Counters(Counter[str]):
+    """`Host.counters`: a Counter (a name never counted reads 0) whose item assignment is dict's own C
+    slot. Counter's __delitem__ (Python, to not raise for a missing name) makes CPython route every
+    `counters[name] += 1` through a Python-level lookup of __setitem__ and its wrapper, several times
+    per packet. The engine never deletes a counter; `del` of a missing name raises, as for a dict."""
+
+    __slots__ = ()
+    __delitem__ = dict.__delitem__  # type: ignore[assignment]  # keys are str here, as Counter's
+
+
 class Listener:
     """A passive OPEN (RFC 9293 3.10.1) on `address` ("0.0.0.0": any local address) and `port`.
 
@@ -172,7 +182,7 @@ class Host:
         self._ports: PortAllocator = (
             port_allocator if port_allocator is not None else LinuxPortAllocator(seed=sub[2])
         )
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = _Counters()
         self._conns: dict[_Key, Connection] = {}
         self._listeners: dict[tuple[str, int], Listener] = {}
         # (local address, port) -> users; a dict, not a Counter: Counter's __missing__ and __delitem__ are
