@@ -124,6 +124,16 @@ def _veth_link(a: Namespace, a_end: str, b: Namespace, b_end: str) -> None:
     b.set_up(b_end)
 
 
+async def _rr_clients(a: Namespace, b: Namespace, server_mode: str, port: str, count: int) -> dict[str, Any]:
+    """The rr-client (4 threads) in `a` against kernel_side's `server_mode` on VETH_B in `b`."""
+    server = KernelProcess(b, server_mode, port)
+    try:
+        await server.ready()
+        return await KernelProcess(a, "rr-client", VETH_B, port, str(count), "4").result()
+    finally:
+        server.stop()
+
+
 # -- kernel <-> kernel over veth: the baseline ---------------------------------------------------------
 async def kernel_veth(sizes: Sizes) -> dict[str, float]:
     with netns() as a, netns() as b:
@@ -133,13 +143,7 @@ async def kernel_veth(sizes: Sizes) -> dict[str, float]:
         source = KernelProcess(a, "source-client", VETH_B, "5001", str(sizes.kernel_bytes))
         got = await sink.result()
         await source.result()
-        rr = KernelProcess(b, "rr-server", "5002")
-        try:
-            await rr.ready()
-            client = KernelProcess(a, "rr-client", VETH_B, "5002", str(sizes.connections), "4")
-            conns = await client.result()
-        finally:
-            rr.stop()
+        conns = await _rr_clients(a, b, "rr-server", "5002", sizes.connections)
     return {
         "kernel_veth_MBps": got["bytes"] / MB / got["seconds"],
         "kernel_veth_conn_per_s": conns["count"] / conns["seconds"],
@@ -151,13 +155,7 @@ async def kernel_trio_server(sizes: Sizes) -> float:
     sockets over veth: what the trio stream API costs a server when the kernel does the TCP."""
     with netns() as a, netns() as b:
         _veth_link(a, "bta", b, "btb")
-        server = KernelProcess(b, "trio-rr-server", "5005")
-        try:
-            await server.ready()
-            client = KernelProcess(a, "rr-client", VETH_B, "5005", str(sizes.connections), "4")
-            got = await client.result()
-        finally:
-            server.stop()
+        got = await _rr_clients(a, b, "trio-rr-server", "5005", sizes.connections)
     if got["failures"]:
         raise RuntimeError(f"trio kernel server: failures {got['failures']}")
     return float(got["count"]) / float(got["seconds"])
