@@ -173,6 +173,16 @@ def _or_absent(value: int | None) -> int:
     return -1 if value is None else value
 
 
+def _syn_fields(seg: TcpSegment) -> tuple[int, int, int, int, bool, int]:
+    """A SYN value's sequence number, window and offered options (`parse_syn_options`), as
+    utcp.wire.fastpath.syn_segment gives them from bytes: MSS, window scale, SACK permitted, TSval."""
+    opts = parse_syn_options(seg)
+    return (
+        seg.seq, seg.window, _or_absent(opts.mss), _or_absent(opts.wscale), opts.sack_permitted,
+        _or_absent(opts.tsval),
+    )  # fmt: skip
+
+
 def _seg_len(seg: TcpSegment, flags: int) -> int:
     """SEG.LEN: payload plus one for SYN and one for FIN (RFC 9293 3.4)."""
     return len(seg.payload) + (flags & F_FIN) + ((flags & F_SYN) >> 1)
@@ -750,14 +760,10 @@ class Connection:
         self._send_syn(now, ack=False)
 
     def _open_passive(self, seg: TcpSegment, now: float, *, send_synack: bool = True) -> None:
-        """LISTEN received an acceptable SYN (RFC 9293 3.10.7.2 third): `_open_request` with the options
-        `parse_syn_options` reads. `send_synack=False`: the SYN-ACK already went out statelessly (a SYN
-        cookie, Linux cookie_v4_check rebuilding the request)."""
-        opts = parse_syn_options(seg)
-        self._open_request(
-            seg.seq, seg.window, _or_absent(opts.mss), _or_absent(opts.wscale), opts.sack_permitted,
-            _or_absent(opts.tsval), now, send_synack,
-        )  # fmt: skip
+        """LISTEN received an acceptable SYN (RFC 9293 3.10.7.2 third): `_open_request` with its fields.
+        `send_synack=False`: the SYN-ACK already went out statelessly (a SYN cookie, Linux
+        cookie_v4_check rebuilding the request)."""
+        self._open_request(*_syn_fields(seg), now, send_synack)
 
     def _open_request(  # noqa: PLR0917 (the SYN's fields, as utcp.wire.fastpath.syn_segment gives them)
         self,
@@ -776,10 +782,7 @@ class Connection:
         SYN-ACK carries (tcp_synack_options mirrors the SYN)."""
         self._request = True
         self._set_state(_SYN_RECEIVED)
-        self._take_syn(irs, mss, wscale, sack, tsval, now)
-        self._snd_wnd = window  # RFC 7323 2.2: the window in a SYN is never scaled
-        self._max_snd_wnd = window
-        self._snd_wl1 = 0
+        self._take_syn(irs, window, mss, wscale, sack, tsval, now)
         recv_buffer = self.config.recv_buffer
         self._rcv_wnd = recv_buffer if recv_buffer < _MAX_WINDOW else _MAX_WINDOW
         self._rcv_wup = self._rcv_nxt
@@ -788,21 +791,18 @@ class Connection:
         else:
             self._snd_nxt = 1  # our SYN (the cookie SYN-ACK) is in sequence space already
 
-    def _take_peer_syn(self, seg: TcpSegment, now: float) -> None:
-        """Record the peer's SYN given as a value (`_take_syn` with what `parse_syn_options` reads)."""
-        opts = parse_syn_options(seg)
-        self._take_syn(
-            seg.seq, _or_absent(opts.mss), _or_absent(opts.wscale), opts.sack_permitted,
-            _or_absent(opts.tsval), now,
-        )  # fmt: skip
-
-    def _take_syn(self, irs: int, mss: int, wscale: int, sack: bool, tsval: int, now: float) -> None:  # noqa: PLR0917
-        """Record the peer's SYN: IRS, RCV.NXT, and negotiate options (RFC 9293 3.7.1, RFC 7323, RFC 2018).
-        The options as the SYN offered them, -1 for one it did not carry."""
+    def _take_syn(  # noqa: PLR0917 (the SYN's fields, as _syn_fields and syn_segment give them)
+        self, irs: int, window: int, mss: int, wscale: int, sack: bool, tsval: int, now: float
+    ) -> None:
+        """Record the peer's SYN: IRS, RCV.NXT, its window, and negotiate options (RFC 9293 3.7.1, RFC
+        7323, RFC 2018). The options as the SYN offered them, -1 for one it did not carry."""
         cfg = self.config
         self.irs = irs
         self._rcv_nxt = 1
         self._rcv_wup = 1
+        self._snd_wnd = window  # RFC 7323 2.2: the window in a SYN is never scaled
+        self._max_snd_wnd = window
+        self._snd_wl1 = 0
         self._peer_mss = mss if mss >= 0 else TCP_MSS_DEFAULT
         # RFC 7323 2.2: scaling only when both sides sent WS
         self._ws_ok = cfg.window_scale is not None and wscale >= 0
@@ -1372,10 +1372,7 @@ class Connection:
             self._drop("SYN-SENT: segment without SYN or RST")
             return
         # fourth, check the SYN bit
-        self._take_peer_syn(seg, now)
-        self._snd_wnd = seg.window  # RFC 7323 2.2: never scaled in a SYN
-        self._max_snd_wnd = self._snd_wnd
-        self._snd_wl1 = 0
+        self._take_syn(*_syn_fields(seg), now)
         if flags & F_ACK:
             # Data or FIN on a SYN-ACK is dropped, as Linux does without TFO.
             ts = seg.option(Timestamps) if self._ts_ok else None
@@ -1442,10 +1439,7 @@ class Connection:
             return False
         self._st_segs_in += 1
         # RFC 9293 3.10.7.3 fourth (_rcv_syn_sent): the SYN, then the ACK of ours
-        self._take_syn(seq, mss, wscale, sack, tsval, now)
-        self._snd_wnd = window  # RFC 7323 2.2: never scaled in a SYN
-        self._max_snd_wnd = window
-        self._snd_wl1 = 0
+        self._take_syn(seq, window, mss, wscale, sack, tsval, now)
         self._synack_taken(tsecr if self._ts_ok else 0, now)
         self._after_input(now)
         return True
