@@ -50,6 +50,7 @@ __all__ = [
     "RstRule",
     "SynRule",
     "Verdict",
+    "tsecr_between",
 ]
 
 TCP_PAWS_WINDOW = 1  # Linux include/net/tcp.h: replay window for PAWS, in TS ticks
@@ -370,6 +371,13 @@ class PolicyContext(Protocol):
         ...
 
 
+def tsecr_between(tsecr: int, first: int, last: int) -> bool:
+    """`tsecr` lies in [first, last] modulo 2**32: it echoes one of the TSvals we sent from `first` to
+    `last` (Linux between(): tcp_rcv_synsent_state_process for a SYN-ACK, tcp_check_req for a request
+    socket's ACK)."""
+    return ((tsecr - first) & 0xFFFFFFFF) <= ((last - first) & 0xFFFFFFFF)
+
+
 def _tsopt(seg: TcpSegment) -> Timestamps | None:
     for opt in seg.options:
         if type(opt) is Timestamps:
@@ -572,7 +580,7 @@ class Policy:
             and ts.tsecr != 0
             and first is not None
             and last is not None
-            and ((ts.tsecr - first) & 0xFFFFFFFF) > ((last - first) & 0xFFFFFFFF)
+            and not tsecr_between(ts.tsecr, first, last)
         ):
             return Decision(verdict, "request socket: TSecr is none of our SYN-ACK TSvals", "TSEcrRejected")
         return passed
@@ -591,9 +599,7 @@ class Policy:
         first = ctx.syn_tsval
         if ts is None or ts.tsecr == 0 or first is None:
             return ACCEPT
-        newest = ctx.tsval_at(now)
-        # between(tsecr, first, newest), modular
-        if ((ts.tsecr - first) & 0xFFFFFFFF) <= ((newest - first) & 0xFFFFFFFF):
+        if tsecr_between(ts.tsecr, first, ctx.tsval_at(now)):
             return ACCEPT
         if rst:
             return Decision(Verdict.DROP, "RST-ACK echoes a timestamp we never sent", "PAWSActive")

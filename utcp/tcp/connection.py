@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from math import floor
 from typing import TYPE_CHECKING, Final, Literal
 
-from utcp.policy.base import Decision, Policy, Verdict
+from utcp.policy.base import Decision, Policy, Verdict, tsecr_between
 from utcp.tcp.clock import TICK_EPSILON
 from utcp.tcp.config import TcpConfig
 from utcp.tcp.congestion import CongestionControl
@@ -1023,7 +1023,7 @@ class Connection:
                 and tsecr != 0
                 and first is not None
                 and last is not None
-                and ((tsecr - first) & SEQ_MASK) > ((last - first) & SEQ_MASK)
+                and not tsecr_between(tsecr, first, last)
             ):
                 return False  # Linux tcp_check_req: TSecr is none of our SYN-ACK TSvals
         elif tsval >= 0:
@@ -1432,11 +1432,9 @@ class Connection:
             and tsval >= 0
             and tsecr != 0
             and first is not None
-            and ((tsecr - first) & SEQ_MASK) > ((self.tsval_at(now) - first) & SEQ_MASK)
+            and not tsecr_between(tsecr, first, self.tsval_at(now))
         ):
-            # Linux tcp_rcv_synsent_state_process: TSecr not in [our first SYN's TSval, TSval now]
-            # (PAWSActive, answered with RST): Policy.check_synack_tsecr's test
-            return False
+            return False  # PAWSActive (Linux tcp_rcv_synsent_state_process): Policy.check_synack_tsecr's test
         self._st_segs_in += 1
         # RFC 9293 3.10.7.3 fourth (_rcv_syn_sent): the SYN, then the ACK of ours
         self._take_syn(seq, window, mss, wscale, sack, tsval, now)
