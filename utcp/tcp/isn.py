@@ -82,11 +82,4 @@ class IsnGenerator:
         """The ISN for a new connection on this 4-tuple at time `now`."""
         if self.fixed is not None:
             return self.fixed
-        # timer(now) + offset(...), inlined (a call each, once per connection)
-        prefix = self._pairs.get((local_addr, remote_addr))
-        h = self._keyed.copy()
-        h.update(
-            (prefix if prefix is not None else self._pair(local_addr, remote_addr))
-            + _PORTS.pack(local_port, remote_port)
-        )
-        return ((round(now * 1_000_000_000) >> self.tick_shift) + int.from_bytes(h.digest(), "big")) & _U32
+        return (self.timer(now) + self.offset(local_addr, local_port, remote_addr, remote_port)) & _U32
