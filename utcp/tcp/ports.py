@@ -138,13 +138,9 @@ class LinuxPortAllocator:
         remaining = high - low
         if not self.step_one and remaining > 1:
             remaining &= ~1
-        port_offset = self._offsets.get((local_addr, remote_addr, remote_port))  # port_offset's cache
-        if port_offset is None:
-            port_offset = self.port_offset(local_addr, remote_addr, remote_port)
+        port_offset = self.port_offset(local_addr, remote_addr, remote_port)
         index = port_offset & (INET_TABLE_PERTURB_SIZE - 1)
-        perturb = self._table_perturb.get(index)  # _perturb's table
-        if perturb is None:
-            perturb = self._perturb(index)
+        perturb = self._perturb(index)
         offset = ((perturb + (port_offset >> 32)) & _U32) % remaining
         if not self.step_one:
             offset &= ~1  # first pass: ports of @low parity
@@ -156,15 +152,8 @@ class LinuxPortAllocator:
                     port -= remaining
                 if port not in self.reserved and not in_use(port):
                     # "add a little bit of randomness to the next source port": max() with a random so
-                    # that low contention gives maximal randomness. get_random_u32_below(8) is
-                    # randrange(8), spelled as CPython's Random._randbelow draws it (4 bits until one is
-                    # below 8: the same numbers, tests/tcp/test_ports.py) without its two calls.
-                    getrandbits = self._rng.getrandbits
-                    r = getrandbits(4)
-                    while r >= 8:
-                        r = getrandbits(4)
-                    r *= step
-                    bump = i if i >= r else r  # max(i, r)
+                    # that low contention gives maximal randomness.
+                    bump = max(i, self._rng.randrange(8) * step)
                     self._table_perturb[index] = (perturb + bump + step) & _U32
                     return port
                 i += step
