@@ -17,7 +17,7 @@ from utcp.policy.base import Policy, Verdict
 from utcp.policy.linux import LinuxPolicy
 from utcp.tcp.clock import TimestampClock
 from utcp.tcp.config import TcpConfig
-from utcp.tcp.connection import Connection
+from utcp.tcp.connection import SYN_ACK, Connection
 from utcp.tcp.errors import TcpUsageError
 from utcp.tcp.events import DataReceived, Event, SegmentDropped, SendSpace
 from utcp.tcp.isn import IsnGenerator
@@ -51,7 +51,6 @@ _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
 _BASE_CHECK_PASSIVE_SYN = Policy.check_passive_syn  # the stock check: accepts unless tw_recycle
 _CLOSED = States.CLOSED  # a global read: Python 3.11 does not specialise class-attribute loads
-SYN_ACK = F_SYN | F_ACK
 
 
 class _Counters(Counter[str]):
@@ -304,10 +303,13 @@ class Host:
         port bytes, Host._receive_fast); None if there is none."""
         conn = self._conns.get((laddr, lport, raddr, rport))
         if conn is not None:
-            # only connections we hold, forgotten in _unlink: as bounded as _conns
-            self._wire_conns[wire_key] = conn
-            conn._wire_key = wire_key
+            self._bind_wire_key(wire_key, conn)
         return conn
+
+    def _bind_wire_key(self, wire_key: bytes, conn: Connection) -> None:
+        # only connections we hold, forgotten in _unlink: as bounded as _conns
+        self._wire_conns[wire_key] = conn
+        conn._wire_key = wire_key
 
     def _fast_passive_open(
         self, laddr: str, raddr: str, wire_key: bytes, syn: SynSegment, now: float
@@ -337,8 +339,7 @@ class Host:
         conn = self._new_request(
             lst, (laddr, dport), (raddr, sport), self._isn.isn(laddr, dport, raddr, sport, now)
         )
-        self._wire_conns[wire_key] = conn  # the third ACK finds it at once (Host._receive_fast)
-        conn._wire_key = wire_key
+        self._bind_wire_key(wire_key, conn)  # the third ACK finds it at once (Host._receive_fast)
         conn._open_request(seq, window, mss, wscale, sack, tsval, now)
         self._reschedule(conn)
         return True
