@@ -11,23 +11,25 @@ noisy on a shared VM: compare medians of alternating runs, or count instructions
 
 Run: .venv/bin/python -m tools.bench_conn [--count N] [--runs R] [server|client ...]
   server: a utcp server under trio.serve_listeners, the peer a client with 4 connections in flight
+  pool:   the same with utcp.io.serve_workers (8 handler tasks) in place of serve_listeners
   client: 8 utcp client tasks, the peer an rr-server
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
 
-from tools.bench.kernel_side import rr_handler
-from utcp.io.api import open_tcp_listeners, open_tcp_stream
+from tools.bench.kernel_side import POOL_WORKERS, rr_handler
+from utcp.io.api import open_tcp_listeners, open_tcp_stream, serve_workers
 from utcp.io.runtime import HostRuntime
 from utcp.io.stack import stack_config
 from utcp.tcp.config import TcpConfig
@@ -107,8 +109,9 @@ def _utcp_host() -> Host:
     return Host(addresses=[UTCP], config=stack_config(), seed=1)
 
 
-async def utcp_server(count: int, in_flight: int = 4) -> tuple[float, float]:
-    """utcp serves `count` connections from a peer client (rr-client); (seconds, peer seconds)."""
+async def utcp_server(count: int, in_flight: int = 4, workers: int | None = None) -> tuple[float, float]:
+    """utcp serves `count` connections from a peer client (rr-client), under trio.serve_listeners or a
+    serve_workers pool of `workers`; (seconds, peer seconds)."""
     peer = _peer_host()
     link = EnginePeerLink(peer)
     started = 0
@@ -141,7 +144,10 @@ async def utcp_server(count: int, in_flight: int = 4) -> tuple[float, float]:
         listeners = await open_tcp_listeners(rt, PORT, host=UTCP, backlog=1024)
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, rr_handler, listeners)
+            if workers is None:
+                await nursery.start(trio.serve_listeners, rr_handler, listeners)
+            else:
+                await nursery.start(functools.partial(serve_workers, rr_handler, listeners, workers=workers))
             start = time.thread_time()
             peer_start = link.peer_seconds
             for _ in range(in_flight):
@@ -196,7 +202,12 @@ async def utcp_client(count: int, parallel: int = 8) -> tuple[float, float]:
 def measure(side: str, count: int) -> tuple[float, float]:
     """(utcp microseconds per connection, peer microseconds per connection) for one run."""
     gc.collect()
-    seconds, peer_seconds = trio.run(utcp_server if side == "server" else utcp_client, count)
+    sides: dict[str, Callable[[int], Awaitable[tuple[float, float]]]] = {
+        "server": utcp_server,
+        "pool": functools.partial(utcp_server, workers=POOL_WORKERS),
+        "client": utcp_client,
+    }
+    seconds, peer_seconds = trio.run(sides[side], count)
     return (seconds - peer_seconds) / count * 1e6, peer_seconds / count * 1e6
 
 
@@ -204,14 +215,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("sides", nargs="*", help="server, client (default: both)")
+    parser.add_argument("sides", nargs="*", help="server, pool, client (default: all three)")
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     # as tools.bench: connection events are not logged
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    for side in args.sides or ["server", "client"]:
-        if side not in ("server", "client"):
+    for side in args.sides or ["server", "pool", "client"]:
+        if side not in ("server", "pool", "client"):
             parser.error(f"unknown side {side!r}")
         results = [measure(side, args.count) for _ in range(args.runs)]
         utcp = [r[0] for r in results]

@@ -7,7 +7,7 @@ import pytest
 from tools.bench_conn import measure
 
 
-@pytest.mark.parametrize("side", ["server", "client"])
+@pytest.mark.parametrize("side", ["server", "pool", "client"])
 def test_bench_conn_runs_the_workload(side: str) -> None:
     utcp_us, peer_us = measure(side, 50)
     assert utcp_us > 0

@@ -86,6 +86,8 @@ BAD_ARGUMENTS = [
     (["peer", "--netns", "x", "--listen", "0"], "out of range"),
     (["peer", "--netns", "x", "--listen", "http"], "invalid port"),
     ([*PEER, "--seed", "abc"], "invalid int"),
+    ([*PEER, "--workers", "0"], "--workers must be at least 1, not 0"),
+    ([*PEER, "--workers", "many"], "invalid number of workers 'many'"),
     ([*PEER, "--mtu", "abc"], "invalid MTU"),
     ([*PEER, "--address", "198.18.0.2/31"], "is not in"),
     (["connect", "--netns", "x", "198.18.0.1", "99999"], "out of range"),

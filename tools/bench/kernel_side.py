@@ -61,6 +61,11 @@ def rr_server(port: int) -> dict[str, object]:
             served += 1
 
 
+# The utcp.io.serve_workers pool that runs rr_handler for conn_per_s_kernel_client_pool: as many tasks as
+# conn_per_s_utcp_client's client uses, twice the rr-client's 4 connections in flight.
+POOL_WORKERS = 8
+
+
 async def rr_handler(stream: trio.abc.HalfCloseableStream) -> None:
     """The server side of the connection benchmarks, per stream under trio.serve_listeners: read the
     request byte, answer one, close. The utcp server (tools/bench/runner.py, tools/bench_conn.py) and

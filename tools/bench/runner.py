@@ -27,7 +27,8 @@ from typing import Any
 import structlog
 import trio
 
-from tools.bench.kernel_side import rr_handler
+from tools.bench.kernel_side import POOL_WORKERS, rr_handler
+from utcp.io.api import serve_workers
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace, netns
 from utcp.sim import CLIENT_ADDRESS, SERVER_ADDRESS, BulkSender, Network, Reader, pair
@@ -71,6 +72,7 @@ FIGURES: dict[str, tuple[str, str | None]] = {
     "sim_MBps": ("MB/s", "kernel_veth_MBps"),
     "conn_per_s_utcp_client": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_kernel_client": ("conn/s", "kernel_veth_conn_per_s"),
+    "conn_per_s_kernel_client_pool": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_python_floor": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_trio_kernel_server": ("conn/s", "kernel_veth_conn_per_s"),
     "idle_conn_bytes": ("B/conn", None),
@@ -243,12 +245,17 @@ async def conn_utcp_client(ns: Namespace, count: int, parallel: int = 8) -> floa
     return (count - failures) / seconds
 
 
-async def conn_kernel_client(ns: Namespace, count: int) -> float:
+async def conn_kernel_client(ns: Namespace, count: int, workers: int | None = None) -> float:
+    """The kernel rr-client against a utcp server running `rr_handler`: under trio.serve_listeners (a
+    task per connection), or with `workers` under utcp.io.serve_workers (a fixed pool of tasks)."""
     async with UtcpStack(netns=ns.name, linger=0.5) as stack:
         listeners = await stack.open_tcp_listeners(5004, backlog=1024)
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, rr_handler, listeners)
+            if workers is None:
+                await nursery.start(trio.serve_listeners, rr_handler, listeners)
+            else:
+                await nursery.start(functools.partial(serve_workers, rr_handler, listeners, workers=workers))
             client = KernelProcess(ns, "rr-client", UTCP, "5004", str(count), "4")
             got = await client.result()
             nursery.cancel_scope.cancel()
@@ -373,6 +380,10 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
         await step(("tx_offload_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, 1500, offload=True))
         await step(("conn_per_s_utcp_client",), lambda: conn_utcp_client(ns, sizes.connections))
         await step(("conn_per_s_kernel_client",), lambda: conn_kernel_client(ns, sizes.connections))
+        await step(
+            ("conn_per_s_kernel_client_pool",),
+            lambda: conn_kernel_client(ns, sizes.connections, workers=POOL_WORKERS),
+        )
         await step(("conn_per_s_python_floor",), lambda: conn_python_floor(ns, sizes.connections))
 
     async def sync(fn: Callable[[], float | None]) -> float | None:

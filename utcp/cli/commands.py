@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
@@ -13,7 +14,7 @@ import trio
 from utcp.cli.boxes import environment_problem
 from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, check_output_path, guarded
 from utcp.cli.services import CHUNK, SERVICES
-from utcp.io.api import UtcpStream
+from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
 
 
@@ -39,6 +40,7 @@ async def _peer(args: argparse.Namespace) -> int:
             log.info(
                 "serving",
                 service=args.serve,
+                workers=args.workers,
                 address=f"{stack.address}:{args.listen}",
                 device=stack.tun.name,
                 netns=args.netns,
@@ -46,7 +48,14 @@ async def _peer(args: argparse.Namespace) -> int:
             # A line on stdout that scripts can wait for.
             print(f"listening {stack.address}:{args.listen} {args.serve} {stack.tun.name}", flush=True)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.serve_listeners, guarded(SERVICES[args.serve]), listeners)
+                if args.workers is None:
+                    nursery.start_soon(trio.serve_listeners, guarded(SERVICES[args.serve]), listeners)
+                else:
+                    nursery.start_soon(
+                        functools.partial(
+                            serve_workers, guarded(SERVICES[args.serve]), listeners, workers=args.workers
+                        )
+                    )
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()

@@ -41,6 +41,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of workers {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, not {value}")
+    return value
+
+
 def _address(text: str) -> str:
     try:
         return str(ipaddress.IPv4Address(text))
@@ -85,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     tun_options(peer)
     peer.add_argument("--listen", type=_port, required=True, metavar="PORT")
     peer.add_argument("--serve", choices=("echo", "discard", "chargen", "http"), default="echo")
+    peer.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="serve with a pool of N handler tasks: further connections wait in the accept queue, and past"
+        " its backlog SYNs are dropped (default: a task per connection)",
+    )
 
     connect = sub.add_parser("connect", parents=[common], help="like nc: stdin/stdout over a utcp connection")
     tun_options(connect)

@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from utcp.io.api import UtcpListener, UtcpStream, open_tcp_listeners, open_tcp_stream
+    from utcp.io.api import UtcpListener, UtcpStream, open_tcp_listeners, open_tcp_stream, serve_workers
     from utcp.io.memory import MemoryLink, memory_link_pair
     from utcp.io.runtime import HostRuntime
     from utcp.io.stack import UtcpStack
@@ -25,6 +25,7 @@ _EXPORTS = {
     "memory_link_pair": "utcp.io.memory",
     "open_tcp_listeners": "utcp.io.api",
     "open_tcp_stream": "utcp.io.api",
+    "serve_workers": "utcp.io.api",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "memory_link_pair",
     "open_tcp_listeners",
     "open_tcp_stream",
+    "serve_workers",
 ]
 
 

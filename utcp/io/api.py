@@ -16,7 +16,8 @@ import contextlib
 import errno
 import math
 import operator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
@@ -93,6 +94,11 @@ class UtcpStream(trio.abc.HalfCloseableStream):
     @property
     def runtime(self) -> HostRuntime:
         return self._runtime
+
+    @property
+    def closed(self) -> bool:
+        """Whether aclose() or abort() was called on this stream (the connection may still be closing)."""
+        return self._closed
 
     def getpeername(self) -> tuple[str, int]:
         """The peer as the application sees it: on a host with `toa="getpeername"` (toa.ko), the client
@@ -395,3 +401,43 @@ async def open_tcp_listeners(
     )
     await trio.lowlevel.checkpoint()
     return [UtcpListener(runtime, listener)]
+
+
+async def serve_workers(
+    handler: Callable[[UtcpStream], Awaitable[object]],
+    listeners: Sequence[UtcpListener],
+    *,
+    workers: int,
+    task_status: trio.TaskStatus[Sequence[UtcpListener]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """`trio.serve_listeners` with a fixed pool: `workers` tasks per listener, each accepting a
+    connection, running `handler` on its stream, closing it and accepting the next. At most `workers`
+    connections per listener are handled at once; the rest wait in the listener's accept queue, and
+    past its backlog SYNs are dropped (Linux tcp_conn_request), as behind a server whose worker
+    processes are all busy. No task is spawned per connection: for short connections that is trio's
+    largest cost (docs/performance.md). As with serve_listeners, a handler's exception ends the
+    server, and the listeners are closed when it ends."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
+    async with contextlib.AsyncExitStack() as stack:
+        for listener in listeners:
+            await stack.enter_async_context(listener)
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                for _ in range(workers):
+                    nursery.start_soon(_serve_worker, handler, listener)
+            task_status.started(listeners)
+            await trio.sleep_forever()
+    raise AssertionError("unreachable: the nursery only ends by an exception")  # pragma: no cover
+
+
+async def _serve_worker(handler: Callable[[UtcpStream], Awaitable[object]], listener: UtcpListener) -> None:
+    while True:
+        stream = await listener.accept()
+        try:
+            await handler(stream)
+        finally:
+            # serve_listeners closes every stream with aclose_forcefully; one the handler closed itself
+            # is skipped here (a forceful close of a closed stream costs a Cancelled raised and caught).
+            if not stream.closed:
+                await trio.aclose_forcefully(stream)
