@@ -16,6 +16,8 @@ import contextlib
 import errno
 import math
 import operator
+import socket
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
@@ -99,6 +101,28 @@ class UtcpStream(trio.abc.HalfCloseableStream):
     def closed(self) -> bool:
         """Whether aclose() or abort() was called on this stream (the connection may still be closing)."""
         return self._closed
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """trio.SocketStream's setsockopt for the TCP options utcp has: TCP_NODELAY and TCP_CORK
+        (Connection.nodelay, Connection.cork; turning either on or off pushes what it held, as
+        Linux's tcp_push_pending_frames). Any other option is OSError ENOPROTOOPT."""
+        flag = bool(int.from_bytes(value, sys.byteorder) if isinstance(value, bytes) else value)
+        conn = self._conn
+        if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
+            conn.nodelay = flag
+        elif level == socket.IPPROTO_TCP and option == socket.TCP_CORK:
+            conn.cork = flag
+        else:
+            raise OSError(errno.ENOPROTOOPT, f"utcp has no socket option ({level}, {option})")
+        self._runtime.kick()
+
+    def getsockopt(self, level: int, option: int) -> int:
+        """TCP_NODELAY and TCP_CORK as 0 or 1; any other option is OSError ENOPROTOOPT."""
+        if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
+            return int(self._conn.nodelay)
+        if level == socket.IPPROTO_TCP and option == socket.TCP_CORK:
+            return int(self._conn.cork)
+        raise OSError(errno.ENOPROTOOPT, f"utcp has no socket option ({level}, {option})")
 
     def getpeername(self) -> tuple[str, int]:
         """The peer as the application sees it: on a host with `toa="getpeername"` (toa.ko), the client

@@ -203,6 +203,7 @@ class Connection:
         "_bytes_acked",
         "_ca_state",
         "_cc",
+        "_cork",
         "_data_evt",
         "_deadline",
         "_dsack",
@@ -225,6 +226,7 @@ class Connection:
         "_max_snd_wnd",
         "_mss",
         "_mtu_mss",
+        "_nodelay",
         "_ofo",
         "_ofo_fin",
         "_orphan",
@@ -416,6 +418,8 @@ class Connection:
         self._pending_rst = False  # an RST to build at the next transmit (abort, close with unread data)
         self._data_evt = False  # a DataReceived is waiting to be drained
         self._space_evt = False
+        self._nodelay = config.nodelay  # TCP_NODELAY, settable per connection (the `nodelay` property)
+        self._cork = False  # TCP_CORK (the `cork` property)
 
         # --- statistics ---
         self._st_segs_out = 0
@@ -452,6 +456,31 @@ class Connection:
         una = self._snd_una
         space = self.config.send_buffer - (self._sbuf.end - (una if una > 1 else 1))
         return space if space > 0 else 0
+
+    @property
+    def nodelay(self) -> bool:
+        """TCP_NODELAY: no Nagle (RFC 9293 3.7.4) for this connection; starts as `config.nodelay`."""
+        return self._nodelay
+
+    @nodelay.setter
+    def nodelay(self, value: bool) -> None:
+        self._nodelay = bool(value)
+        if value:
+            self._host._mark_dirty(self)  # Linux tcp_push_pending_frames: a held segment goes now
+
+    @property
+    def cork(self) -> bool:
+        """TCP_CORK: while set, a partial segment waits for more data, a FIN (close or shutdown: the
+        FIN rides on it), the cork's removal, or the probe timer: with nothing in flight it fires after
+        max(RTO, config.persist_min) and sends what the window allows (Linux tcp_check_probe_timer and
+        tcp_write_wakeup, the man page's 200 ms ceiling). Full segments are never held."""
+        return self._cork
+
+    @cork.setter
+    def cork(self, value: bool) -> None:
+        self._cork = bool(value)
+        if not value:
+            self._host._mark_dirty(self)  # Linux tcp_push_pending_frames on TCP_CORK 0
 
     @property
     def negotiated(self) -> Negotiated:
@@ -2244,17 +2273,16 @@ class Connection:
             else:
                 self._arm_persist(now)
                 return False
-        # a small final segment: Nagle (Linux tcp_nagle_check, Minshall's variant): hold it while a previous
-        # small segment is unacknowledged, unless nodelay or a FIN follows
-        if (
-            size < mss
-            and size == avail
-            and not self.config.nodelay
-            and fin_abs is None
-            and self._snd_sml > self._snd_una
-            and start > self._snd_una
-        ):
-            return False
+        if size < mss and size == avail and fin_abs is None:  # a small final segment, no FIN to carry
+            if self._cork:
+                # TCP_CORK (Linux tcp_nagle_check, TCP_NAGLE_CORK): held whatever is in flight; with
+                # nothing in flight the probe timer bounds the wait (tcp_check_probe_timer)
+                self._arm_persist(now)
+                return False
+            # Nagle (Linux tcp_nagle_check, Minshall's variant): held while a previous small segment is
+            # unacknowledged, unless nodelay
+            if not self._nodelay and self._snd_sml > self._snd_una and start > self._snd_una:
+                return False
         end = start + size
         if fin_abs is not None and end == fin_abs:
             end += 1  # the FIN rides on the last data segment
@@ -2630,7 +2658,8 @@ class Connection:
         self._send_data(now)
 
     def _arm_persist(self, now: float) -> None:
-        """Persist timer (RFC 9293 3.8.6.1): data waits on a closed window and nothing is in flight."""
+        """Persist timer (RFC 9293 3.8.6.1): data waits on a closed window, or on the cork, and nothing is
+        in flight (Linux tcp_check_probe_timer arms probe0 for both)."""
         if self._t_rtx is not None or self._snd_nxt > self._snd_una:
             return
         base = max(self._rtt.rto, self.config.persist_min)
