@@ -12,6 +12,7 @@ noisy on a shared VM: compare medians of alternating runs, or count instructions
 Run: .venv/bin/python -m tools.bench_conn [--count N] [--runs R] [server|client ...]
   server: a utcp server under trio.serve_listeners, the peer a client with 4 connections in flight
   pool:   the same with utcp.io.serve_workers (8 handler tasks) in place of serve_listeners
+  pool-cork: pool with rr_corked_handler (TCP_CORK: the reply and the FIN in one segment)
   client: 8 utcp client tasks, the peer an rr-server
 """
 
@@ -28,8 +29,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 import trio
 
-from tools.bench.kernel_side import POOL_WORKERS, rr_handler
-from utcp.io.api import open_tcp_listeners, open_tcp_stream, serve_workers
+from tools.bench.kernel_side import POOL_WORKERS, rr_corked_handler, rr_handler
+from utcp.io.api import UtcpStream, open_tcp_listeners, open_tcp_stream, serve_workers
 from utcp.io.runtime import HostRuntime
 from utcp.io.stack import stack_config
 from utcp.tcp.config import TcpConfig
@@ -109,9 +110,14 @@ def _utcp_host() -> Host:
     return Host(addresses=[UTCP], config=stack_config(), seed=1)
 
 
-async def utcp_server(count: int, in_flight: int = 4, workers: int | None = None) -> tuple[float, float]:
-    """utcp serves `count` connections from a peer client (rr-client), under trio.serve_listeners or a
-    serve_workers pool of `workers`; (seconds, peer seconds)."""
+async def utcp_server(
+    count: int,
+    in_flight: int = 4,
+    workers: int | None = None,
+    handler: Callable[[UtcpStream], Awaitable[None]] = rr_handler,
+) -> tuple[float, float]:
+    """utcp serves `count` connections from a peer client (rr-client) with `handler`, under
+    trio.serve_listeners or a serve_workers pool of `workers`; (seconds, peer seconds)."""
     peer = _peer_host()
     link = EnginePeerLink(peer)
     started = 0
@@ -145,9 +151,9 @@ async def utcp_server(count: int, in_flight: int = 4, workers: int | None = None
 
         async with trio.open_nursery() as nursery:
             if workers is None:
-                await nursery.start(trio.serve_listeners, rr_handler, listeners)
+                await nursery.start(trio.serve_listeners, handler, listeners)
             else:
-                await nursery.start(functools.partial(serve_workers, rr_handler, listeners, workers=workers))
+                await nursery.start(functools.partial(serve_workers, handler, listeners, workers=workers))
             start = time.thread_time()
             peer_start = link.peer_seconds
             for _ in range(in_flight):
@@ -205,6 +211,7 @@ def measure(side: str, count: int) -> tuple[float, float]:
     sides: dict[str, Callable[[int], Awaitable[tuple[float, float]]]] = {
         "server": utcp_server,
         "pool": functools.partial(utcp_server, workers=POOL_WORKERS),
+        "pool-cork": functools.partial(utcp_server, workers=POOL_WORKERS, handler=rr_corked_handler),
         "client": utcp_client,
     }
     seconds, peer_seconds = trio.run(sides[side], count)
@@ -215,14 +222,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("sides", nargs="*", help="server, pool, client (default: all three)")
+    parser.add_argument("sides", nargs="*", help="server, pool, pool-cork, client (default: all)")
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     # as tools.bench: connection events are not logged
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    for side in args.sides or ["server", "pool", "client"]:
-        if side not in ("server", "pool", "client"):
+    for side in args.sides or ["server", "pool", "pool-cork", "client"]:
+        if side not in ("server", "pool", "pool-cork", "client"):
             parser.error(f"unknown side {side!r}")
         results = [measure(side, args.count) for _ in range(args.runs)]
         utcp = [r[0] for r in results]

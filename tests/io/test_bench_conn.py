@@ -9,7 +9,7 @@ from tools.bench_conn_engine import phases, segment_kind
 from utcp.wire.packet import F_ACK, F_FIN, F_RST, F_SYN
 
 
-@pytest.mark.parametrize("side", ["server", "pool", "client"])
+@pytest.mark.parametrize("side", ["server", "pool", "pool-cork", "client"])
 def test_bench_conn_runs_the_workload(side: str) -> None:
     utcp_us, peer_us = measure(side, 50)
     assert utcp_us > 0

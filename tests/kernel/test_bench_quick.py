@@ -47,7 +47,13 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
     assert figures["conn_per_s_python_floor"] > 0 and "conn_per_s_python_floor" in proc.stdout
     # and the trio stream API's own rate when the kernel does the TCP (the same handler, trio.serve_tcp)
     assert figures["conn_per_s_trio_kernel_server"] > 0 and "conn_per_s_trio_kernel_server" in proc.stdout
-    # and the utcp server with a fixed pool of handler tasks (utcp.io.serve_workers)
-    assert figures["conn_per_s_kernel_client_pool"] > 0 and "conn_per_s_kernel_client_pool" in proc.stdout
+    # the utcp server with a fixed pool of handler tasks (utcp.io.serve_workers), without and with
+    # TCP_CORK, and the corked handler on kernel TCP
+    for name in (
+        "conn_per_s_kernel_client_pool",
+        "conn_per_s_kernel_client_pool_cork",
+        "conn_per_s_trio_kernel_server_cork",
+    ):
+        assert figures[name] > 0 and name in proc.stdout, name
     for name in REQUIRED:
         assert name in proc.stdout  # the table names every figure

@@ -6,8 +6,9 @@ then one JSON line of results.
   source-client HOST PORT NBYTES   connect, send NBYTES, half-close, wait for the peer's close
   rr-server PORT                   forever: accept, read 1 byte, write 1 byte, close
   rr-client HOST PORT N THREADS    N times: connect, write 1 byte, read 1 byte, read to EOF, close
-  trio-rr-server PORT              rr-server's exchange in trio: trio.serve_tcp with `rr_handler`, the
-                                   handler the utcp server runs (the trio API's cost on kernel TCP)
+  trio-rr-server PORT [cork]       rr-server's exchange in trio: trio.serve_tcp with `rr_handler`, the
+                                   handler the utcp server runs (the trio API's cost on kernel TCP);
+                                   with `cork`, `rr_corked_handler` (TCP_CORK: reply and FIN together)
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from utcp.io.api import UtcpStream
 
 CHUNK = 1 << 18
 
@@ -79,11 +84,26 @@ async def rr_handler(stream: trio.abc.HalfCloseableStream) -> None:
         await stream.aclose()
 
 
-def trio_rr_server(port: int) -> dict[str, object]:
+async def rr_corked_handler(stream: trio.SocketStream | UtcpStream) -> None:
+    """`rr_handler` as a server written for short connections answers: TCP_CORK before the reply, so
+    the reply and the FIN that close() sends leave in one segment (trio.SocketStream and UtcpStream
+    both take the option)."""
+    try:
+        if await stream.receive_some(1):
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            await stream.send_all(b"y")
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await stream.aclose()
+
+
+def trio_rr_server(port: int, cork: bool = False) -> dict[str, object]:
     async def serve() -> None:
         listeners = await trio.open_tcp_listeners(port, backlog=4096)
+        handler = rr_corked_handler if cork else rr_handler
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, rr_handler, listeners)
+            await nursery.start(trio.serve_listeners, handler, listeners)
             print(json.dumps({"ready": port}), flush=True)
 
     trio.run(serve)
@@ -127,7 +147,7 @@ def main(argv: list[str]) -> int:
     elif mode == "rr-client":
         result = rr_client(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif mode == "trio-rr-server":
-        result = trio_rr_server(int(args[0]))
+        result = trio_rr_server(int(args[0]), cork=args[1:] == ["cork"])
     else:
         print(f"unknown mode {mode!r}", file=sys.stderr)
         return 2

@@ -27,8 +27,8 @@ from typing import Any
 import structlog
 import trio
 
-from tools.bench.kernel_side import POOL_WORKERS, rr_handler
-from utcp.io.api import serve_workers
+from tools.bench.kernel_side import POOL_WORKERS, rr_corked_handler, rr_handler
+from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace, netns
 from utcp.sim import CLIENT_ADDRESS, SERVER_ADDRESS, BulkSender, Network, Reader, pair
@@ -73,8 +73,10 @@ FIGURES: dict[str, tuple[str, str | None]] = {
     "conn_per_s_utcp_client": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_kernel_client": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_kernel_client_pool": ("conn/s", "kernel_veth_conn_per_s"),
+    "conn_per_s_kernel_client_pool_cork": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_python_floor": ("conn/s", "kernel_veth_conn_per_s"),
     "conn_per_s_trio_kernel_server": ("conn/s", "kernel_veth_conn_per_s"),
+    "conn_per_s_trio_kernel_server_cork": ("conn/s", "kernel_veth_conn_per_s"),
     "idle_conn_bytes": ("B/conn", None),
     "matrix_seconds": ("s", None),
 }
@@ -127,8 +129,10 @@ def _veth_link(a: Namespace, a_end: str, b: Namespace, b_end: str) -> None:
 
 
 async def _rr_clients(a: Namespace, b: Namespace, server_mode: str, port: str, count: int) -> dict[str, Any]:
-    """The rr-client (4 threads) in `a` against kernel_side's `server_mode` on VETH_B in `b`."""
-    server = KernelProcess(b, server_mode, port)
+    """The rr-client (4 threads) in `a` against kernel_side's `server_mode` (its words: the mode and
+    its options) on VETH_B in `b`."""
+    mode, *options = server_mode.split()
+    server = KernelProcess(b, mode, port, *options)
     try:
         await server.ready()
         return await KernelProcess(a, "rr-client", VETH_B, port, str(count), "4").result()
@@ -152,12 +156,14 @@ async def kernel_veth(sizes: Sizes) -> dict[str, float]:
     }
 
 
-async def kernel_trio_server(sizes: Sizes) -> float:
-    """conn_per_s_kernel_client's exchange with trio.serve_listeners and the same `rr_handler` on kernel
-    sockets over veth: what the trio stream API costs a server when the kernel does the TCP."""
+async def kernel_trio_server(sizes: Sizes, *, cork: bool = False) -> float:
+    """conn_per_s_kernel_client's exchange with trio.serve_listeners and the same `rr_handler` (with
+    `cork`, `rr_corked_handler`) on kernel sockets over veth: what the trio stream API costs a server
+    when the kernel does the TCP."""
     with netns() as a, netns() as b:
         _veth_link(a, "bta", b, "btb")
-        got = await _rr_clients(a, b, "trio-rr-server", "5005", sizes.connections)
+        mode = "trio-rr-server cork" if cork else "trio-rr-server"
+        got = await _rr_clients(a, b, mode, "5005", sizes.connections)
     if got["failures"]:
         raise RuntimeError(f"trio kernel server: failures {got['failures']}")
     return float(got["count"]) / float(got["seconds"])
@@ -245,17 +251,22 @@ async def conn_utcp_client(ns: Namespace, count: int, parallel: int = 8) -> floa
     return (count - failures) / seconds
 
 
-async def conn_kernel_client(ns: Namespace, count: int, workers: int | None = None) -> float:
-    """The kernel rr-client against a utcp server running `rr_handler`: under trio.serve_listeners (a
-    task per connection), or with `workers` under utcp.io.serve_workers (a fixed pool of tasks)."""
+async def conn_kernel_client(
+    ns: Namespace,
+    count: int,
+    workers: int | None = None,
+    handler: Callable[[UtcpStream], Awaitable[None]] = rr_handler,
+) -> float:
+    """The kernel rr-client against a utcp server running `handler`: under trio.serve_listeners (a task
+    per connection), or with `workers` under utcp.io.serve_workers (a fixed pool of tasks)."""
     async with UtcpStack(netns=ns.name, linger=0.5) as stack:
         listeners = await stack.open_tcp_listeners(5004, backlog=1024)
 
         async with trio.open_nursery() as nursery:
             if workers is None:
-                await nursery.start(trio.serve_listeners, rr_handler, listeners)
+                await nursery.start(trio.serve_listeners, handler, listeners)
             else:
-                await nursery.start(functools.partial(serve_workers, rr_handler, listeners, workers=workers))
+                await nursery.start(functools.partial(serve_workers, handler, listeners, workers=workers))
             client = KernelProcess(ns, "rr-client", UTCP, "5004", str(count), "4")
             got = await client.result()
             nursery.cancel_scope.cancel()
@@ -368,6 +379,7 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
 
     await step(("kernel_veth_MBps", "kernel_veth_conn_per_s"), lambda: kernel_veth(sizes))
     await step(("conn_per_s_trio_kernel_server",), lambda: kernel_trio_server(sizes))
+    await step(("conn_per_s_trio_kernel_server_cork",), lambda: kernel_trio_server(sizes, cork=True))
     with netns() as ns:
         await step(("rx_mtu1500_MBps",), lambda: bulk_rx(ns, sizes.bulk_bytes, 1500))
         await step(("tx_mtu1500_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, 1500))
@@ -384,6 +396,10 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
             ("conn_per_s_kernel_client_pool",),
             lambda: conn_kernel_client(ns, sizes.connections, workers=POOL_WORKERS),
         )
+        await step(
+            ("conn_per_s_kernel_client_pool_cork",),
+            lambda: conn_kernel_client(ns, sizes.connections, POOL_WORKERS, rr_corked_handler),
+        )
         await step(("conn_per_s_python_floor",), lambda: conn_python_floor(ns, sizes.connections))
 
     async def sync(fn: Callable[[], float | None]) -> float | None:
@@ -399,13 +415,14 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
 
 
 def table(figures: dict[str, float | None]) -> str:
-    lines = [f"{'figure':<28}{'value':>14}  {'unit':<8}{'vs kernel':>10}"]
+    width = max([len("figure"), *map(len, figures)]) + 2
+    lines = [f"{'figure':<{width}}{'value':>14}  {'unit':<8}{'vs kernel':>10}"]
     for name, value in figures.items():
         unit, base = FIGURES.get(name, ("", None))
         base_value = figures.get(base) if base else None
         shown = "n/a" if value is None else f"{value:,.1f}"
         ratio = f"{value / base_value:.3f}" if value is not None and base_value else "-"
-        lines.append(f"{name:<28}{shown:>14}  {unit:<8}{ratio:>10}")
+        lines.append(f"{name:<{width}}{shown:>14}  {unit:<8}{ratio:>10}")
     return "\n".join(lines)
 
 
