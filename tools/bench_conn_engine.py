@@ -92,7 +92,9 @@ def segment_kind(raw: bytes) -> str:
 def phases(count: int) -> dict[str, float]:
     """`run`'s exchange, with every call into the server end timed (perf_counter_ns); returns
     microseconds per connection for each: "receive KIND" per kind of segment it receives, and the
-    runtime's and the application's calls by name. The client end's calls are not timed."""
+    runtime's and the application's calls by name. The client end's calls are not timed. (`run`'s
+    exchange written out again: timing hooks in `run` would change the instruction counts it gave in
+    earlier sessions, which docs/performance.md compares against.)"""
     cli, srv, lst = _hosts()
     spent: Counter[str] = Counter()
     clock = time.perf_counter_ns

@@ -86,7 +86,7 @@ BAD_ARGUMENTS = [
     (["peer", "--netns", "x", "--listen", "0"], "out of range"),
     (["peer", "--netns", "x", "--listen", "http"], "invalid port"),
     ([*PEER, "--seed", "abc"], "invalid int"),
-    ([*PEER, "--workers", "0"], "--workers must be at least 1, not 0"),
+    ([*PEER, "--workers", "0"], "--workers must be >= 1, not 0"),
     ([*PEER, "--workers", "many"], "invalid number of workers 'many'"),
     ([*PEER, "--mtu", "abc"], "invalid MTU"),
     ([*PEER, "--address", "198.18.0.2/31"], "is not in"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -43,6 +44,22 @@ def add_log_options(parser: argparse.ArgumentParser, *, level: str = "info") -> 
     parent's Action objects, so one command's set_defaults would change every command's default."""
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console lines")
     parser.add_argument("--log-level", default=level, choices=("debug", "info", "warning", "error"))
+
+
+def count_argument(option: str, what: str) -> Callable[[str], int]:
+    """argparse type for an option taking a count of at least 1 (`--jobs`, `--workers`); `what` names
+    the count in the error for text that is not a number."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} must be >= 1, not {value}")
+        return value
+
+    return parse
 
 
 def mtu_argument(text: str) -> int:

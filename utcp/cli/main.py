@@ -15,7 +15,14 @@ from typing import NoReturn
 
 from utcp.cli.boxes import BOX_COMMANDS, add_box_commands, run_box
 from utcp.cli.commands import run_connect, run_peer
-from utcp.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError, interface_argument, mtu_argument
+from utcp.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    UsageError,
+    count_argument,
+    interface_argument,
+    mtu_argument,
+)
 from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
 from utcp.cli.matrix import add_matrix_commands, run_interop_command
@@ -38,16 +45,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"port {value} out of range 1-65535")
-    return value
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of workers {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--workers must be at least 1, not {value}")
     return value
 
 
@@ -97,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--serve", choices=("echo", "discard", "chargen", "http"), default="echo")
     peer.add_argument(
         "--workers",
-        type=_workers,
+        type=count_argument("--workers", "number of workers"),
         metavar="N",
         help="serve with a pool of N handler tasks: further connections wait in the accept queue, and past"
         " its backlog SYNs are dropped (default: a task per connection)",

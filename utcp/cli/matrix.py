@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
-from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_log_options
+from utcp.cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_log_options, count_argument
 
 if TYPE_CHECKING:
     from interop.model import Cell, Scenario
@@ -29,16 +29,7 @@ if TYPE_CHECKING:
 IMPL_CHOICES = ("kernel", "utcp")  # interop.model.IMPLS, repeated so building the parser imports no interop
 BACKEND_CHOICES = ("netns", "sim")
 _ICONS = {"passed": "✅", "failed": "❌", "error": "💥"}
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid job count {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--jobs must be >= 1, not {value}")
-    return value
+_JOBS = count_argument("--jobs", "job count")
 
 
 def add_matrix_commands(sub: Any) -> None:
@@ -51,7 +42,7 @@ def add_matrix_commands(sub: Any) -> None:
         help="cells whose id contains PATTERN, or matches it as a glob when it has * ? or [ "
         "(ids: `utcp matrix --list`)",
     )
-    matrix.add_argument("--jobs", type=_jobs, default=4, help="netns cells run at once (default 4)")
+    matrix.add_argument("--jobs", type=_JOBS, default=4, help="netns cells run at once (default 4)")
     matrix.add_argument("--list", action="store_true", help="print the selected cell ids and exit")
     matrix.add_argument("--backend", choices=BACKEND_CHOICES, help="only cells of this backend")
 
@@ -67,7 +58,7 @@ def add_matrix_commands(sub: Any) -> None:
     run.add_argument("--policy", help="only cells with this policy (a preset name or package.module:Name)")
     run.add_argument("--backend", choices=BACKEND_CHOICES)
     run.add_argument("--out", type=Path, default=Path("utcp-scenario"), help="report directory")
-    run.add_argument("--jobs", type=_jobs, default=4)
+    run.add_argument("--jobs", type=_JOBS, default=4)
     for parser in (matrix, scenario, run, listing):
         # engine events would bury the progress lines; --log-level info brings them back
         add_log_options(parser, level="warning")
