@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 import structlog
 import trio
 
-from utcp.io.gso import coalesce
+from utcp.io.gso import coalesce_wire
 from utcp.tcp.events import (
     Closed,
     Connected,
@@ -247,9 +247,9 @@ class HostRuntime:
         self._wall_offset = time.time() - self._now()
         self._resolve_logger()
         # Plain segments come out of the host already encoded (Host.wire_output, drained with
-        # datagrams_to_send) unless the link does GSO, whose coalescing works on packet values.
+        # datagrams_to_send); a GSO link coalesces them as bytes (utcp.io.gso.coalesce_wire).
         self._gso = bool(getattr(self.link, "gso", False))
-        self._wire_output = hasattr(self.host, "datagrams_to_send") and not self._gso
+        self._wire_output = hasattr(self.host, "datagrams_to_send")
         if self._wire_output:
             self.host.wire_output = True
         stack = contextlib.AsyncExitStack()
@@ -537,10 +537,6 @@ class HostRuntime:
         pcap = self._pcap
         impair = self._impair_out
         if pcap is None and self.tap is None and impair is None:
-            if self._gso:
-                # never bytes: a GSO link gets no wire output (see __aenter__), utcp.io.gso coalesces values
-                self._transmit_gso(cast("list[IPv4Packet]", packets))
-                return
             # nothing looks at single packets: count them once, write them in one call (wire output:
             # datagrams_to_send gave bytes already)
             raws = (
@@ -548,6 +544,9 @@ class HostRuntime:
                 if self._wire_output
                 else [build(p) if isinstance(p, IPv4Packet) else p for p in packets]
             )
+            if self._gso:
+                self._transmit_gso(raws)
+                return
             self._packets_out += len(raws)
             self._bytes_out += sum(map(len, raws))
             self._link_send_many(raws)
@@ -565,11 +564,10 @@ class HostRuntime:
             else:
                 self._schedule(self._delayed_out, impair.apply(raw, now), now, self._link_send_at)
 
-    def _transmit_gso(self, packets: list[IPv4Packet]) -> None:
+    def _transmit_gso(self, raws: list[bytes]) -> None:
         # TUN with IFF_VNET_HDR: runs of segments go out as one write (utcp.io.gso); captures and
         # impairments see single packets, so they take the plain path instead.
-        for pkt, gso_size in coalesce(packets):
-            raw = codec.build_ipv4(pkt)
+        for raw, gso_size in coalesce_wire(raws):
             self._packets_out += 1
             self._bytes_out += len(raw)
             if not gso_size:
