@@ -3,6 +3,8 @@ per-connection TCP_NODELAY."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.tcp.helpers import AK, ISS, PA, establish_passive, fire, from_peer, none_out, one, segs
 from utcp.wire.packet import TcpFlags
 
@@ -107,3 +109,24 @@ def test_a_bare_fin_is_not_held_by_the_cork() -> None:
     x.conn.cork = True
     x.conn.close()
     assert one(x.host, 0.1).flags == FA
+
+
+def test_ceiling_flushes_that_the_peer_acks_never_count_as_unanswered_probes() -> None:
+    # Each flush by the probe timer counts a probe (Linux icsk_probes_out); the peer's ACK clears it, so
+    # a corked connection that writes a little now and then outlives config.retries such flushes.
+    x = establish_passive()
+    x.conn.cork = True
+    acked, now = ISS + 1, 0.1
+    for i in range(x.conn.config.retries + 5):
+        x.conn.send(b"tick")
+        none_out(x.host, now)  # held; the probe timer armed
+        held = now
+        now = fire(x.host)
+        # from its base every time: the ACK of the last flush cleared the backoff (tcp_ack_update_rtt)
+        assert now - held == pytest.approx(max(x.conn.stats.rto, x.conn.config.persist_min)), i
+        assert one(x.host, now).payload == b"tick", i
+        acked += 4
+        now += 0.01
+        x.host.receive(from_peer(x, AK, ack=acked, tsecr=100), now)
+        none_out(x.host, now)
+    assert x.conn.state.name == "ESTABLISHED" and x.conn.error is None

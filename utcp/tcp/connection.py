@@ -1887,6 +1887,9 @@ class Connection:
         the send time of the earliest newly acknowledged segment when none of it was retransmitted;
         otherwise TSecr (RFC 7323 4.1; 0: no timestamp, or none echoed), or no sample at all without
         timestamps (Karn, RFC 6298 3)."""
+        # the peer answers: the probe timer starts over from its base (Linux tcp_ack_update_rtt clears
+        # icsk_backoff on the sample such an ACK gives; tcp_check_probe_timer then arms tcp_probe0_base)
+        self._persist_backoff = 0
         tx = self._tx_times
         first: float | None = None
         while tx and tx[0][0] <= ack_abs:
