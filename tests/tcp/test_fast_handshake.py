@@ -127,6 +127,7 @@ OFFER_CHANGES: list[dict[str, Any]] = [
     {"tsval": None},
     {"tsval": 0},
     {"tsval": 0xFFFFFFF0},
+    {"tsval": 5000},  # newer than the TS.Recent a TIME-WAIT case leaves (102): the SYN may reopen it
     {"ws": None},
     {"ws": 0},
     {"ws": 14},
@@ -434,3 +435,41 @@ def test_the_plain_handshake_takes_the_fast_paths(wire_output: bool, monkeypatch
         run_syn_sent(SynSentCase(config=config, wire_output=wire_output), as_bytes=True)
     assert taken.count("passive True") == 2
     assert taken.count("synack True") == 2
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # without timestamps a higher sequence number reopens it (RFC 1122 4.2.2.13)
+        ListenCase(existing="time-wait", offer=Offer(tsval=None)),
+        # with them a newer TSval does, whatever the sequence number (RFC 6191, Linux)
+        ListenCase(existing="time-wait", seq_delta=-2000, offer=Offer(tsval=5000)),
+        # the TIME-WAIT connection leaves room under the limit it held
+        ListenCase(
+            existing="time-wait",
+            wire_output=True,
+            listen_any=True,
+            max_connections=1,
+            offer=Offer(tsval=5000),
+        ),
+    ],
+)
+def test_a_syn_reusing_a_time_wait_port_takes_the_fast_path(
+    case: ListenCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Guard against the equalities above holding only because the TIME-WAIT fast path never runs: a
+    # client reusing its port while we hold TIME-WAIT is every SYN of a long run of short connections.
+    taken: list[bool] = []
+    reuse = Host._fast_time_wait_reuse
+
+    def spy(self: Host, *args: Any) -> bool:
+        ok: bool = reuse(self, *args)
+        taken.append(ok)
+        return ok
+
+    monkeypatch.setattr(Host, "_fast_time_wait_reuse", spy)
+    results = run_listen(case, as_bytes=True)
+    assert taken[:1] == [True]
+    assert any(p.tcp.flags == SA for p in results[1][0])  # the reopened connection's SYN-ACK
+    monkeypatch.undo()
+    assert results == run_listen(case, as_bytes=False)

@@ -39,6 +39,7 @@ from utcp.wire.packet import (
     Mss,
     TcpFlags,
     TcpSegment,
+    Timestamps,
     Toa,
 )
 
@@ -50,7 +51,9 @@ _SYNCOOKIE_VALID = 120.0  # s: cookie ACKs are looked for this long after a cook
 _TCP_MSS_DEFAULT = 536  # RFC 9293 3.7.1: the MSS assumed without the option
 _LOOP_LIMIT = 1_000_000  # self-delivery rounds per packets_to_send call (a guard, never reached normally)
 _BASE_CHECK_PASSIVE_SYN = Policy.check_passive_syn  # the stock check: accepts unless tw_recycle
+_BASE_CHECK_TIME_WAIT = Policy.check_time_wait
 _CLOSED = States.CLOSED  # a global read: Python 3.11 does not specialise class-attribute loads
+_TIME_WAIT = States.TIME_WAIT
 
 
 class _Counters(Counter[str]):
@@ -290,7 +293,9 @@ class Host:
                 return self._fast_passive_open(laddr, raddr, wire_key, syn, now)
         _, _, _, _, seq, ack, window, flags, mss, wscale, sack, tsval, tsecr = syn
         if flags != SYN_ACK:
-            return False  # a SYN for a connection: its state decides (TIME-WAIT reuse, retransmission...)
+            if flags == F_SYN and conn.state is _TIME_WAIT:
+                return self._fast_time_wait_reuse(conn, wire_key, syn, now)
+            return False  # a SYN for a connection: its state decides (retransmission, a simultaneous open)
         if not conn._fast_synack(seq, ack, window, mss, wscale, sack, tsval, tsecr, now):
             return False
         self.counters["InSegs"] += 1
@@ -311,6 +316,48 @@ class Host:
         self._wire_conns[wire_key] = conn
         conn._wire_key = wire_key
 
+    def _fast_time_wait_reuse(self, tw: Connection, wire_key: bytes, syn: SynSegment, now: float) -> bool:
+        """Header prediction for a SYN that reopens a TIME-WAIT connection, as a client reusing its port
+        sends (Linux tcp_timewait_state_process -> TCP_TW_SYN, then tcp_conn_request with the ISN
+        tcp_tw_isn above the old SND.NXT): the stock policy accepts it, and _fast_passive_open takes it.
+        Does what _deliver -> Connection._input -> _rcv_time_wait -> _reopen would; returns False,
+        having changed nothing, when any other rule could apply (then the caller takes the general
+        path)."""
+        policy = tw.policy
+        if type(policy).check_time_wait is not _BASE_CHECK_TIME_WAIT:
+            return False  # a user policy decides TIME-WAIT itself: let it see the whole segment
+        laddr, lport = tw.local
+        lst = self._listeners.get((laddr, lport)) or self._listeners.get((ANY, lport))
+        if lst is None or not self._fast_open_allowed(lst, leaving=1):
+            return False  # no listener (TCP_TW_ACK), or the listener's own rules apply: general path
+        _, _, sport, dport, seq, _, window, _, _, _, _, tsval, tsecr = syn
+        # what Policy.check_time_wait reads of the SYN: its flags, sequence number, length and TSval
+        seg = TcpSegment(
+            sport, dport, seq, 0, TcpFlags.SYN, window, (Timestamps(tsval, tsecr),) if tsval >= 0 else ()
+        )
+        if policy.check_time_wait(tw, seg, now).verdict is not Verdict.ACCEPT:
+            return False  # PAWS, or neither a higher sequence number nor a newer TSval: general path
+        # Connection._input and _rcv_time_wait, for the old connection
+        self.counters["InSegs"] += 1
+        tw._st_segs_in += 1
+        isn = (tw.snd_nxt + 65535 + 2) & SEQ_MASK or 1  # Linux tcp_tw_isn, as _rcv_time_wait
+        tw._terminate(None, None)
+        self._open_request_fast(lst, laddr, tw.remote[0], wire_key, syn, now, isn)
+        tw._after_input(now)
+        return True
+
+    def _fast_open_allowed(self, lst: Listener, leaving: int = 0) -> bool:
+        """_fast_passive_open's rules for the listener: the stock policy with nothing to check, room in
+        both queues and under the connection limit (`leaving`: connections about to be deleted)."""
+        policy = lst.policy
+        if type(policy).check_passive_syn is not _BASE_CHECK_PASSIVE_SYN or policy.tw_recycle:
+            return False  # Linux tcp_peer_is_proven (tw_recycle), or a user policy: let it see the SYN
+        backlog = lst.backlog
+        if len(lst._accept_queue) > backlog or len(lst._syn_queue) > backlog:
+            return False  # Linux tcp_conn_request: a full queue drops the SYN or answers with a cookie
+        # Host(max_connections): TCPMaxConnectionsDrop
+        return self.max_connections is None or len(self._conns) - leaving < self.max_connections
+
     def _fast_passive_open(
         self, laddr: str, raddr: str, wire_key: bytes, syn: SynSegment, now: float
     ) -> bool:
@@ -319,7 +366,7 @@ class Host:
         check, room in both queues and under the connection limit. Does exactly what _deliver ->
         _listen_input -> _passive_open would do for it; returns False, having changed nothing,
         whenever any other rule could apply (then the caller takes the general path)."""
-        _, _, sport, dport, seq, _, window, flags, mss, wscale, sack, tsval, _ = syn
+        dport, flags = syn[3], syn[7]
         if flags != F_SYN:
             return False  # RFC 9293 3.10.7.2 second: LISTEN answers an ACK with RST (or a SYN cookie ACK)
         if laddr not in self._addr_set:
@@ -327,22 +374,31 @@ class Host:
         lst = self._listeners.get((laddr, dport)) or self._listeners.get((ANY, dport))
         if lst is None:
             return False  # RFC 9293 3.10.7.1 CLOSED: RST or drop
-        policy = lst.policy
-        if type(policy).check_passive_syn is not _BASE_CHECK_PASSIVE_SYN or policy.tw_recycle:
-            return False  # Linux tcp_peer_is_proven (tw_recycle), or a user policy: let it see the SYN
-        backlog = lst.backlog
-        if len(lst._accept_queue) > backlog or len(lst._syn_queue) > backlog:
-            return False  # Linux tcp_conn_request: a full queue drops the SYN or answers with a cookie
-        if self._at_connection_limit():
-            return False  # Host(max_connections): TCPMaxConnectionsDrop
+        if not self._fast_open_allowed(lst):
+            return False
         self.counters["InSegs"] += 1
-        conn = self._new_request(
-            lst, (laddr, dport), (raddr, sport), self._isn.isn(laddr, dport, raddr, sport, now)
-        )
+        self._open_request_fast(lst, laddr, raddr, wire_key, syn, now, None)
+        return True
+
+    def _open_request_fast(  # noqa: PLR0917
+        self,
+        lst: Listener,
+        laddr: str,
+        raddr: str,
+        wire_key: bytes,
+        syn: SynSegment,
+        now: float,
+        isn: int | None,
+    ) -> None:
+        """The request socket and its SYN-ACK, as _passive_open makes them for a SYN the fast paths
+        vetted; `isn`: the one TIME-WAIT chose, None for a fresh one (RFC 6528)."""
+        _, _, sport, dport, seq, _, window, _, mss, wscale, sack, tsval, _ = syn
+        if isn is None:
+            isn = self._isn.isn(laddr, dport, raddr, sport, now)
+        conn = self._new_request(lst, (laddr, dport), (raddr, sport), isn)
         self._bind_wire_key(wire_key, conn)  # the third ACK finds it at once (Host._receive_fast)
         conn._open_request(seq, window, mss, wscale, sack, tsval, now)
         self._reschedule(conn)
-        return True
 
     def packets_to_send(self, now: float) -> list[IPv4Packet]:
         """Everything ready to go out. Packets to our own addresses are delivered here, internally."""
