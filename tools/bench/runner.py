@@ -225,8 +225,12 @@ async def bulk_tx(ns: Namespace, nbytes: int, mtu: int, **options: Any) -> float
 
 
 # -- connections per second ----------------------------------------------------------------------------
-async def conn_utcp_client(ns: Namespace, count: int, parallel: int = 8) -> float:
-    rr = KernelProcess(ns, "rr-server", "5003")
+async def conn_utcp_client(ns: Namespace, count: int, parallel: int = 8, port: int = 5003) -> float:
+    """utcp client -> kernel rr-server on `port`. The kernel closes first and holds each connection in
+    TIME-WAIT for 60 s: a later run on the same port, from a new utcp host (new ports' order, new
+    timestamp offset), would meet those and have SYNs refused by PAWS (a rebooted client's fate). So
+    each run of a figure takes its own port (see run_all)."""
+    rr = KernelProcess(ns, "rr-server", str(port))
     failures = 0
     try:
         await rr.ready()
@@ -236,7 +240,7 @@ async def conn_utcp_client(ns: Namespace, count: int, parallel: int = 8) -> floa
                 nonlocal failures
                 for _ in range(n):
                     try:
-                        stream = await stack.open_tcp_stream(KERNEL, 5003)
+                        stream = await stack.open_tcp_stream(KERNEL, port)
                         await stream.send_all(b"x")
                         while await stream.receive_some():
                             pass
@@ -366,10 +370,10 @@ def matrix_seconds() -> float | None:
 
 
 # -- driver --------------------------------------------------------------------------------------------
-async def _median(sizes: Sizes, measure: Callable[[], Awaitable[float]]) -> float:
-    """A connection rate as the median of `sizes.conn_runs` runs: on a shared machine one run moves by
-    +-30 %."""
-    return statistics.median([await measure() for _ in range(sizes.conn_runs)])
+async def _median(sizes: Sizes, measure: Callable[[int], Awaitable[float]]) -> float:
+    """A connection rate as the median of `sizes.conn_runs` runs (`measure(run)`, run 0, 1, ...): on a
+    shared machine one run moves by +-30 %."""
+    return statistics.median([await measure(run) for run in range(sizes.conn_runs)])
 
 
 async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str, float | None]:
@@ -389,10 +393,12 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
             figures[names[0]] = value
 
     await step(("kernel_veth_MBps", "kernel_veth_conn_per_s"), lambda: kernel_veth(sizes))
-    await step(("conn_per_s_trio_kernel_server",), lambda: _median(sizes, lambda: kernel_trio_server(sizes)))
+    await step(
+        ("conn_per_s_trio_kernel_server",), lambda: _median(sizes, lambda _: kernel_trio_server(sizes))
+    )
     await step(
         ("conn_per_s_trio_kernel_server_cork",),
-        lambda: _median(sizes, lambda: kernel_trio_server(sizes, cork=True)),
+        lambda: _median(sizes, lambda _: kernel_trio_server(sizes, cork=True)),
     )
     with netns() as ns:
         await step(("rx_mtu1500_MBps",), lambda: bulk_rx(ns, sizes.bulk_bytes, 1500))
@@ -406,25 +412,27 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
         await step(("tx_offload_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, 1500, offload=True))
         await step(
             ("conn_per_s_utcp_client",),
-            lambda: _median(sizes, lambda: conn_utcp_client(ns, sizes.connections)),
+            lambda: _median(
+                sizes, lambda run: conn_utcp_client(ns, sizes.connections, port=5003 + 100 * run)
+            ),
         )
         await step(
             ("conn_per_s_kernel_client",),
-            lambda: _median(sizes, lambda: conn_kernel_client(ns, sizes.connections)),
+            lambda: _median(sizes, lambda _: conn_kernel_client(ns, sizes.connections)),
         )
         await step(
             ("conn_per_s_kernel_client_pool",),
-            lambda: _median(sizes, lambda: conn_kernel_client(ns, sizes.connections, POOL_WORKERS)),
+            lambda: _median(sizes, lambda _: conn_kernel_client(ns, sizes.connections, POOL_WORKERS)),
         )
         await step(
             ("conn_per_s_kernel_client_pool_cork",),
             lambda: _median(
-                sizes, lambda: conn_kernel_client(ns, sizes.connections, POOL_WORKERS, rr_corked_handler)
+                sizes, lambda _: conn_kernel_client(ns, sizes.connections, POOL_WORKERS, rr_corked_handler)
             ),
         )
         await step(
             ("conn_per_s_python_floor",),
-            lambda: _median(sizes, lambda: conn_python_floor(ns, sizes.connections)),
+            lambda: _median(sizes, lambda _: conn_python_floor(ns, sizes.connections)),
         )
 
     async def sync(fn: Callable[[], float | None]) -> float | None:
