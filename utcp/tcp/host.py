@@ -581,9 +581,9 @@ class Host:
             (remote_address, remote_port),
             cfg,
             policy if policy is not None else self.policy,
-            iss=self._isn.isn(local_address, local_port, remote_address, remote_port, now),
-            mtu_mss=self.mtu - 40,
-            ip_id=self._new_ip_id(),
+            self._isn.isn(local_address, local_port, remote_address, remote_port, now),  # iss
+            self.mtu - 40,  # mtu_mss
+            self._new_ip_id(),  # ip_id
         )
         conn._hold_third_ack = hold_third_ack
         self._register(conn)
@@ -707,9 +707,8 @@ class Host:
         self, lst: Listener, local: tuple[str, int], remote: tuple[str, int], isn: int
     ) -> Connection:
         """A listener's request socket for an accepted SYN (Linux inet_reqsk_alloc), in its SYN queue."""
-        conn = Connection(
-            self, local, remote, lst.config, lst.policy, iss=isn, mtu_mss=self.mtu - 40, ip_id=0, listener=lst
-        )
+        # by position (Connection.__init__): iss, mtu_mss, ip_id (0: Linux request sockets), listener
+        conn = Connection(self, local, remote, lst.config, lst.policy, isn, self.mtu - 40, 0, lst)
         lst._syn_queue[conn] = None
         self._register(conn)
         return conn
@@ -781,19 +780,7 @@ class Host:
             return True
         # rebuild the request from the cookie: the SYN had sequence SEG.SEQ - 1 and (at least) this MSS
         syn = TcpSegment(seg.src_port, seg.dst_port, sseq, 0, TcpFlags.SYN, seg.window, (Mss(mss),))
-        conn = Connection(
-            self,
-            (dst, seg.dst_port),
-            (src, seg.src_port),
-            lst.config,
-            lst.policy,
-            iss=cookie,
-            mtu_mss=self.mtu - 40,
-            ip_id=0,
-            listener=lst,
-        )
-        lst._syn_queue[conn] = None
-        self._register(conn)
+        conn = self._new_request(lst, (dst, seg.dst_port), (src, seg.src_port), cookie)
         conn._open_passive(syn, now, send_synack=False)
         conn._input(seg, now)  # the ACK completes the handshake (and may carry data)
         self._reschedule(conn)
