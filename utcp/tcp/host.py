@@ -209,20 +209,23 @@ class Host:
         """Process one packet from the network. Bytes are parsed; bad ones are counted and dropped."""
         self._now = now
         if type(packet) is bytes:
-            shape = plain_segment(packet, self.verify_checksums)
-            if shape is not None:
-                if self._receive_fast(packet, shape, now):
-                    return
-                dst = ntoa(shape[1])
-                if dst in self._addr_set:
-                    # the general path for the value parse_ipv4 would give, from the fields already read
-                    # (checksums verified once, by plain_segment); anything else is parsed below
-                    self._deliver(ntoa(shape[0]), dst, plain_tcp_segment(packet, shape), now)
-                    return
-            else:
+            if len(packet) > 33 and packet[33] & F_SYN:
+                # SYN in TCP's flags byte (after an IPv4 header without options, the only one either fast
+                # shape takes): syn_segment's shape, never plain_segment's (no header unpacked twice)
                 syn = syn_segment(packet, self.verify_checksums)
                 if syn is not None and self._receive_syn_fast(packet, syn, now):
                     return
+            else:
+                shape = plain_segment(packet, self.verify_checksums)
+                if shape is not None:
+                    if self._receive_fast(packet, shape, now):
+                        return
+                    dst = ntoa(shape[1])
+                    if dst in self._addr_set:
+                        # the general path for the value parse_ipv4 would give, from the fields already
+                        # read (checksums verified once, by plain_segment); anything else is parsed below
+                        self._deliver(ntoa(shape[0]), dst, plain_tcp_segment(packet, shape), now)
+                        return
         if isinstance(packet, IPv4Packet):
             src, dst, seg, protocol = packet.src, packet.dst, packet.payload, packet.protocol
             fragment = packet.more_fragments or packet.fragment_offset
