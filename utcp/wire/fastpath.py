@@ -173,12 +173,25 @@ class SegmentEncoder:
 
 _MSS_OPT = struct.Struct("!BBH")
 _TS_OPT = struct.Struct("!BBII")
+# Linux's SYN option layout, written by syn_option_bytes and read by syn_segment
+_MSS_HEAD = b"\x02\x04"  # kind 2, length 4
+_SACK_TS_HEAD = b"\x04\x02\x08\x0a"  # SACK_PERM, then kind 8 length 10
+_NOP_NOP_TS_HEAD = b"\x01\x01\x08\x0a"
+_NOP_NOP_SACK = b"\x01\x01\x04\x02"
+_NOP_WS_HEAD = b"\x01\x03\x03"  # NOP, kind 3 length 3
+_LINUX_SYN = struct.Struct("!2sH4sII3sB")  # the 20-byte option area: every field of it
 
 
 def syn_option_bytes(mss: int, sack: bool, timestamps: tuple[int, int] | None, wscale: int | None) -> bytes:
     """The option area `codec.build_ipv4` writes for `utcp.tcp.options.syn_options(...)`'s list, Linux
     tcp_options_write order: MSS, SACK_PERM + TS (or NOP NOP TS, or NOP NOP SACK_PERM), NOP WS. Every
     combination is a multiple of 4 bytes: no padding."""
+    if timestamps is not None and wscale is not None:
+        # Linux's own layout (what syn_segment reads at once): one pack, no concatenations
+        return _LINUX_SYN.pack(
+            _MSS_HEAD, mss, _SACK_TS_HEAD if sack else _NOP_NOP_TS_HEAD, timestamps[0], timestamps[1],
+            _NOP_WS_HEAD, wscale,
+        )  # fmt: skip
     area = _MSS_OPT.pack(2, 4, mss)
     if timestamps is not None:
         area += (b"\x04\x02" if sack else b"\x01\x01") + _TS_OPT.pack(8, 10, timestamps[0], timestamps[1])
@@ -224,14 +237,8 @@ def encode_bare(  # noqa: PLR0917 (one packet's fields)
 SynSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int, bool, int, int]
 
 _SYN_FLAGS = (F_SYN, F_SYN | F_ACK)
-_MSS_HEAD = b"\x02\x04"  # kind 2, length 4
-_SACK_TS_HEAD = b"\x04\x02\x08\x0a"  # SACK_PERM, then kind 8 length 10
-_NOP_NOP_TS_HEAD = b"\x01\x01\x08\x0a"
 _TS_HEADS = (_SACK_TS_HEAD, _NOP_NOP_TS_HEAD)
-_NOP_NOP_SACK = b"\x01\x01\x04\x02"
-_NOP_WS_HEAD = b"\x01\x03\x03"  # NOP, kind 3 length 3
 _TS_VALUES = struct.Struct("!II")
-_LINUX_SYN = struct.Struct("!2sH4sII3sB")  # the 20-byte option area: every field of it
 
 
 def syn_segment(raw: bytes, verify_checksums: bool = True) -> SynSegment | None:
