@@ -2178,22 +2178,21 @@ class Connection:
 
     def _transmit(self, now: float) -> None:
         """Send what is due: RST, SYN, data and FIN, or a bare ACK."""
-        state = self.state
         if self._pending_rst:
             self._pending_rst = False
             self._send_rst(now)
             return
-        if state is _CLOSED or state is _LISTEN or state is _SYN_SENT:
-            return
-        if state is _SYN_RECEIVED:
-            return  # only SYN-ACKs leave SYN-RECEIVED; queued data waits for ESTABLISHED
-        if self._third_ack_held:
-            return  # release_third_ack() lets it go
-        sent = False
+        state = self.state
         if state in _MAY_SEND_DATA:
-            sent = self._send_data(now)
-        if not sent and (self._ack_now or self._ack_batch):
-            self._send_ack(now)
+            if self._third_ack_held:
+                return  # release_third_ack() lets it go
+            if self._send_data(now):
+                return
+        elif state is not _FIN_WAIT_2 and state is not _TIME_WAIT:
+            # CLOSED, LISTEN, SYN-SENT; only SYN-ACKs leave SYN-RECEIVED (queued data waits for ESTABLISHED)
+            return
+        if self._ack_now or self._ack_batch:
+            self._send_ack(now)  # (which sends nothing while the third ACK is held)
 
     def _send_end(self) -> int:
         """Offset one past everything we will send (data, plus the FIN once queued)."""
@@ -2234,10 +2233,14 @@ class Connection:
                 sent = True
             return sent
         sbuf = self._sbuf
+        fin_abs = self._fin_abs  # neither _send_bulk nor _send_new queues a FIN
         # a burst needs a full segment queued and no FIN (a request or response has neither: no call)
-        sent = self._fin_abs is None and self._snd_nxt + self._mss <= sbuf.end and self._send_bulk(now)
+        sent = fin_abs is None and self._snd_nxt + self._mss <= sbuf.end and self._send_bulk(now)
         # _send_new's own first test before each call: nothing unsent and no FIN due leaves it at once
-        while (self._snd_nxt < sbuf.end or self._snd_nxt == self._fin_abs) and self._send_new(now, None):
+        # (`is not None` first: an int compared with None takes CPython's generic, slow comparison)
+        while (
+            self._snd_nxt < sbuf.end or (fin_abs is not None and self._snd_nxt == fin_abs)
+        ) and self._send_new(now, None):
             sent = True
         return sent
 
