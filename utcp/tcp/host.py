@@ -11,7 +11,7 @@ import random
 import secrets
 from collections import Counter, deque
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from utcp.policy.base import Policy, Verdict
 from utcp.policy.linux import LinuxPolicy
@@ -413,10 +413,13 @@ class Host:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """`packets_to_send`, encoded (codec.build_ipv4): with `wire_output`, plain segments are already
         bytes and cost no value on the way."""
-        out = self._drain(now)
+        out: list[Any] = self._drain(now)  # (Any: all bytes when the loop below finds no value)
         if not out:
-            return []  # an empty batch: no comprehension to run (a call on Python 3.11)
-        return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in out]
+            return []  # a fresh list: an empty outbox stays the host's (_drain)
+        for p in out:
+            if isinstance(p, IPv4Packet):
+                return [build_ipv4(p) if isinstance(p, IPv4Packet) else p for p in out]
+        return out  # all encoded already, and the host handed it over (_drain): no comprehension (a call)
 
     def has_output(self) -> bool:
         """Whether `packets_to_send` would find anything to do: a connection with something to transmit,
