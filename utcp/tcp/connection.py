@@ -240,6 +240,7 @@ class Connection:
         "_rcv_nxt",
         "_rcv_wnd",
         "_rcv_wscale",
+        "_rcv_wsize",
         "_rcv_wup",
         "_recover",
         "_reordering",
@@ -351,6 +352,7 @@ class Connection:
         self._rcv_nxt = 0
         self._rcv_wup = 0  # rcv_nxt when we last advertised a window (Linux rcv_wup, RFC 7323 Last.ACK.sent)
         self._rcv_wnd = 0  # window advertised then, in bytes
+        self._rcv_wsize = -1  # bytes unread when _select_window advertised it (-1: not advertised by it)
         self._rbuf = ReadBuffer()
         self._ofo = EMPTY_REASSEMBLY  # its own on the first out-of-order segment (_process_data)
         self._ofo_fin: int | None = None  # offset of a FIN seen ahead of rcv_nxt
@@ -2583,9 +2585,15 @@ class Connection:
     def _select_window(self) -> int:
         """Window field for an outgoing non-SYN segment; records the advertised right edge (Linux
         tcp_select_window)."""
+        size = self._rbuf._size
+        if self._rcv_nxt == self._rcv_wup and size == self._rcv_wsize:
+            # nothing received or read since it advertised the last window: _window_candidate would
+            # give that window again (its rounding and SWS threshold leave a window they made as it is)
+            return self._rcv_wnd >> self._rcv_wscale
         new = self._window_candidate()
         self._rcv_wnd = new
         self._rcv_wup = self._rcv_nxt
+        self._rcv_wsize = size
         return new >> self._rcv_wscale
 
     # =====================================================================================================
