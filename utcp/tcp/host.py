@@ -358,8 +358,7 @@ class Host:
         backlog = lst.backlog
         if len(lst._accept_queue) > backlog or len(lst._syn_queue) > backlog:
             return False  # Linux tcp_conn_request: a full queue drops the SYN or answers with a cookie
-        # Host(max_connections): TCPMaxConnectionsDrop
-        return self.max_connections is None or len(self._conns) - leaving < self.max_connections
+        return not self._at_connection_limit(leaving)  # Host(max_connections): TCPMaxConnectionsDrop
 
     def _fast_passive_open(
         self, laddr: str, raddr: str, wire_key: bytes, syn: SynSegment, now: float
@@ -721,8 +720,9 @@ class Host:
 
     # --- resource limits and SYN cookies ------------------------------------------------------------------
 
-    def _at_connection_limit(self) -> bool:
-        return self.max_connections is not None and len(self._conns) >= self.max_connections
+    def _at_connection_limit(self, leaving: int = 0) -> bool:
+        """Host(max_connections) is reached, counting `leaving` connections about to be deleted out."""
+        return self.max_connections is not None and len(self._conns) - leaving >= self.max_connections
 
     def _limit_drop(self, src: str, dst: str, seg: TcpSegment) -> None:
         """A peer's SYN (or cookie ACK) over Host(max_connections): counted and dropped, as a full SYN
