@@ -2142,13 +2142,18 @@ class Connection:
         length = self.policy.on_time_wait(self, self.local, self.remote, now)
         self._t_close = now + (self.config.time_wait if length is None else length)
 
+    def _reopen_isn(self) -> int:
+        """The ISN of a connection a SYN reopens from this TIME-WAIT: above the old SND.NXT (Linux
+        tcp_timewait_state_process: tcp_tw_isn = tw_snd_nxt + 65535 + 2, 0 meaning none)."""
+        return (self.snd_nxt + 65535 + 2) & SEQ_MASK or 1
+
     def _rcv_time_wait(self, seg: TcpSegment, now: float) -> None:
         d = self.policy.check_time_wait(self, seg, now)
         v = d.verdict
         if v is Verdict.ACCEPT:
             if self._host._listener_for(self.local) is not None:
-                # a new SYN reopens the connection: ISN above the old SND.NXT (Linux tcp_tw_isn)
-                isn = (self.snd_nxt + 65535 + 2) & SEQ_MASK or 1
+                # a new SYN reopens the connection
+                isn = self._reopen_isn()
                 self._terminate(None, None)
                 self._host._reopen(self.local, self.remote, seg, now, isn)
                 return

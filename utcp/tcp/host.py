@@ -329,8 +329,7 @@ class Host:
         policy = tw.policy
         if type(policy).check_time_wait is not _BASE_CHECK_TIME_WAIT:
             return False  # a user policy decides TIME-WAIT itself: let it see the whole segment
-        laddr, lport = tw.local
-        lst = self._listeners.get((laddr, lport)) or self._listeners.get((ANY, lport))
+        lst = self._listener_for(tw.local)
         if lst is None or not self._fast_open_allowed(lst, leaving=1):
             return False  # no listener (TCP_TW_ACK), or the listener's own rules apply: general path
         _, _, sport, dport, seq, _, window, _, _, _, _, tsval, tsecr = syn
@@ -343,9 +342,9 @@ class Host:
         # Connection._input and _rcv_time_wait, for the old connection
         self.counters["InSegs"] += 1
         tw._st_segs_in += 1
-        isn = (tw.snd_nxt + 65535 + 2) & SEQ_MASK or 1  # Linux tcp_tw_isn, as _rcv_time_wait
+        isn = tw._reopen_isn()
         tw._terminate(None, None)
-        self._open_request_fast(lst, laddr, tw.remote[0], wire_key, syn, now, isn)
+        self._open_request_fast(lst, tw.local[0], tw.remote[0], wire_key, syn, now, isn)
         tw._after_input(now)
         return True
 
