@@ -110,14 +110,13 @@ class UtcpStream(trio.abc.HalfCloseableStream):
         conn = self._conn
         if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
             conn.nodelay = flag
-            push = flag
         elif level == socket.IPPROTO_TCP and option == socket.TCP_CORK:
             conn.cork = flag
-            push = not flag
         else:
             raise OSError(errno.ENOPROTOOPT, f"utcp has no socket option ({level}, {option})")
-        if push:  # what the option held may go now (holding more sends nothing)
-            self._runtime.kick()
+        runtime = self._runtime
+        if runtime.host.has_output():  # the option let held data go (the setter marked it to send)
+            runtime.kick()
 
     def getsockopt(self, level: int, option: int) -> int:
         """TCP_NODELAY and TCP_CORK as 0 or 1; any other option is OSError ENOPROTOOPT."""
