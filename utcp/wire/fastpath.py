@@ -171,8 +171,6 @@ class SegmentEncoder:
         return header + data[start:end]  # bytes (one copy of a bytearray slice is cheaper than a view)
 
 
-_MSS_OPT = struct.Struct("!BBH")
-_TS_OPT = struct.Struct("!BBII")
 # Linux's SYN option layout, written by syn_option_bytes and read by syn_segment
 _MSS_HEAD = b"\x02\x04"  # kind 2, length 4
 _SACK_TS_HEAD = b"\x04\x02\x08\x0a"  # SACK_PERM, then kind 8 length 10
@@ -180,6 +178,7 @@ _NOP_NOP_TS_HEAD = b"\x01\x01\x08\x0a"
 _NOP_NOP_SACK = b"\x01\x01\x04\x02"
 _NOP_WS_HEAD = b"\x01\x03\x03"  # NOP, kind 3 length 3
 _LINUX_SYN = struct.Struct("!2sH4sII3sB")  # the 20-byte option area: every field of it
+_TS_VALUES = struct.Struct("!II")
 
 
 def syn_option_bytes(mss: int, sack: bool, timestamps: tuple[int, int] | None, wscale: int | None) -> bytes:
@@ -192,13 +191,14 @@ def syn_option_bytes(mss: int, sack: bool, timestamps: tuple[int, int] | None, w
             _MSS_HEAD, mss, _SACK_TS_HEAD if sack else _NOP_NOP_TS_HEAD, timestamps[0], timestamps[1],
             _NOP_WS_HEAD, wscale,
         )  # fmt: skip
-    area = _MSS_OPT.pack(2, 4, mss)
+    # the other layouts, from the same pieces
+    area = _MSS_HEAD + mss.to_bytes(2, "big")
     if timestamps is not None:
-        area += (b"\x04\x02" if sack else b"\x01\x01") + _TS_OPT.pack(8, 10, timestamps[0], timestamps[1])
+        area += (_SACK_TS_HEAD if sack else _NOP_NOP_TS_HEAD) + _TS_VALUES.pack(*timestamps)
     elif sack:
-        area += b"\x01\x01\x04\x02"
+        area += _NOP_NOP_SACK
     if wscale is not None:
-        area += bytes((1, 3, 3, wscale))
+        area += _NOP_WS_HEAD + bytes((wscale,))
     return area
 
 
@@ -238,7 +238,6 @@ SynSegment = tuple[bytes, bytes, int, int, int, int, int, int, int, int, bool, i
 
 _SYN_FLAGS = (F_SYN, F_SYN | F_ACK)
 _TS_HEADS = (_SACK_TS_HEAD, _NOP_NOP_TS_HEAD)
-_TS_VALUES = struct.Struct("!II")
 
 
 def syn_segment(raw: bytes, verify_checksums: bool = True) -> SynSegment | None:
