@@ -25,8 +25,10 @@ same box as the kernel. The sim backend replays the all-utcp cells on virtual ti
 Observed keys, all measured (endpoints, or the capture of the client's side of the LB box):
 - `direct_completed`: the query on the direct connection got its full reply within `DIRECT_WAIT` s.
 - `lb_completed`: the connection through the VIP was established and a query on it got its full reply.
-- `direct_retransmitted`: the capture shows the client sending a direct-connection data segment again
-  (same seq and length).
+- `direct_retransmitted`: the capture shows the client sending one direct-connection data segment (same
+  seq and length) at least `KEEPS_RETRANSMITTING` times: the field report's "keeps retransmitting". One
+  resend alone is not the crossing's mark: a loaded machine can stall a box past the 200 ms minimum RTO
+  once, and the kernel then resends a query that is answered anyway.
 - `client_got_foreign_segments_from_vip`: the capture shows a segment from VIP:3306 to client:61902
   whose seq belongs to the RS's side of the direct connection (a seq or end seq the RS used on it, or an
   ack the client sent on it).
@@ -39,6 +41,7 @@ Observed keys, all measured (endpoints, or the capture of the client's side of t
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -91,6 +94,9 @@ DIRECT_WAIT = 2.5  # s for the direct reply: a crossing shows several retransmis
 LB_CONNECT_TIMEOUT = 3.0  # s: covers one SYN retransmission (1 s) and some
 LB_WAIT = 1.5  # s for the reply through the LB
 SEQ_MOD = 1 << 32
+# Sends of one direct data segment that make it `direct_retransmitted`: a crossing retransmits with RTO
+# backoff (200 ms, 400, 800 ms) within DIRECT_WAIT, i.e. 4 sends; one spurious RTO gives only 2.
+KEEPS_RETRANSMITTING = 3
 
 CROSSING: Mapping[str, Any] = MappingProxyType(
     {
@@ -166,8 +172,7 @@ def crossing_facts(packets: Sequence[IPv4Packet], client: str, rs: str) -> Cross
     from_rs = (rs, RSPORT, client, CPORT)
     from_vip = (VIP, VPORT, client, CPORT)
     rs_seqs: set[int] = set()  # the RS's sequence space on the direct connection, as far as seen
-    sent: set[tuple[int, int]] = set()
-    retransmitted = False
+    sends: Counter[tuple[int, int]] = Counter()  # (seq, length) of direct data segments: times sent
     foreign: list[str] = []
     for p in packets:
         seg = p.tcp
@@ -178,12 +183,12 @@ def crossing_facts(packets: Sequence[IPv4Packet], client: str, rs: str) -> Cross
             if seg.flags & TcpFlags.ACK:
                 rs_seqs.add(seg.ack)
             if seg.payload:
-                retransmitted |= (seg.seq, len(seg.payload)) in sent
-                sent.add((seg.seq, len(seg.payload)))
+                sends[seg.seq, len(seg.payload)] += 1
         elif key == from_vip and seg.seq in rs_seqs:
             foreign.append(
                 f"{VIP}:{VPORT} > {client}:{CPORT} [{_flags(seg)}] seq {seg.seq} ack {seg.ack} id {p.ident}"
             )
+    retransmitted = max(sends.values(), default=0) >= KEEPS_RETRANSMITTING
     return CrossingFacts(retransmitted, bool(foreign), tuple(foreign))
 
 

@@ -9,7 +9,15 @@ from pathlib import Path
 from interop import scenario_a
 from interop.model import compare
 from interop.runner import run_cells
-from interop.scenario_a import CPORT, RSPORT, SCENARIO, VIP, VPORT, crossing_facts
+from interop.scenario_a import (
+    CPORT,
+    KEEPS_RETRANSMITTING,
+    RSPORT,
+    SCENARIO,
+    VIP,
+    VPORT,
+    crossing_facts,
+)
 from tests.interop.ce_support import find, run_cell
 from utcp.wire.codec import parse_ipv4
 from utcp.wire.packet import IPv4Packet, TcpFlags, TcpSegment
@@ -105,10 +113,23 @@ def test_crossing_facts_of_the_field_reports_capture() -> None:
         _p(CLIENT, CPORT, RS, RSPORT, PA, 101, 5001, b"select 1"),
         _p(VIP, VPORT, CLIENT, CPORT, R, 5001, 0),  # the closed 4-tuple's RST, through the LB
         _p(CLIENT, CPORT, RS, RSPORT, PA, 101, 5001, b"select 1"),
+        _p(VIP, VPORT, CLIENT, CPORT, R, 5001, 0),
+        _p(CLIENT, CPORT, RS, RSPORT, PA, 101, 5001, b"select 1"),  # it keeps retransmitting
     ]
     facts = crossing_facts(trace, CLIENT, RS)
     assert facts.direct_retransmitted and facts.client_got_foreign_segments_from_vip
-    assert len(facts.foreign) == 2 and "[R] seq 5001" in facts.foreign[1]
+    assert len(facts.foreign) == 3 and "[R] seq 5001" in facts.foreign[1]
+
+
+def test_one_resend_of_an_answered_query_is_not_the_crossings_retransmission() -> None:
+    # A loaded machine can stall the box past the minimum RTO once: the query goes twice, then is
+    # answered. The crossing's mark is a query that keeps being resent (KEEPS_RETRANSMITTING sends).
+    query = _p(CLIENT, CPORT, RS, RSPORT, PA, 101, 5001, b"select 1")
+    reply = _p(RS, RSPORT, CLIENT, CPORT, PA, 5001, 109, b"reply")
+    once_more = crossing_facts([*DIRECT_HANDSHAKE, query, query, reply], CLIENT, RS)
+    assert not once_more.direct_retransmitted
+    kept_on = crossing_facts([*DIRECT_HANDSHAKE, *[query] * KEEPS_RETRANSMITTING], CLIENT, RS)
+    assert kept_on.direct_retransmitted
 
 
 def test_crossing_facts_of_two_separate_connections() -> None:
