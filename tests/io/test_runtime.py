@@ -200,6 +200,33 @@ async def test_an_engine_error_on_one_packet_is_counted_not_fatal() -> None:
         assert len(host.received) == 1
 
 
+async def test_an_engine_error_on_a_batch_is_counted_not_fatal() -> None:
+    # A Host takes each read's batch in one receive_batch call: if it raises (an engine bug), the rest
+    # of that batch is lost as on a wire, and the next batch is taken as usual.
+    class Fragile(Host):
+        batches: list[list[bytes]] = []  # noqa: RUF012 (one test's record)
+
+        def receive_batch(self, batch: list[bytes], now: float) -> None:
+            self.batches.append(batch)
+            if b"\x45boom" in batch:
+                raise ValueError("engine bug")
+            super().receive_batch(batch, now)
+
+    host = Fragile(addresses=["198.18.0.1"], seed=1)
+    ours, theirs = memory_link_pair()
+    async with HostRuntime(host, ours) as runtime:
+        theirs.try_send(b"\x45boom")
+        with trio.fail_after(1):
+            while not host.batches:
+                await trio.sleep(0.001)
+        assert runtime.stats["receive_errors"] == 1
+        theirs.try_send(build_ipv4(_packet(1)))  # to a closed port: the host answers with an RST
+        with trio.fail_after(1):
+            reply = parse_ipv4((await theirs.receive_batch())[0])
+        assert reply.tcp.flags & TcpFlags.RST
+        assert runtime.stats["receive_errors"] == 1
+
+
 async def test_connection_watch_wakes_its_waiters_and_forgets_cancelled_ones() -> None:
     host = Host(addresses=["198.18.0.1"], seed=1)
     watch = ConnectionWatch(host.connect("198.18.0.2", 80, 0.0))

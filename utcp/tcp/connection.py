@@ -57,7 +57,7 @@ from utcp.tcp.state import (
     States,
     TcpState,
 )
-from utcp.wire.fastpath import SegmentEncoder, aton, encode_bare, syn_option_bytes
+from utcp.wire.fastpath import PlainSegment, SegmentEncoder, aton, encode_bare, syn_option_bytes
 from utcp.wire.format import format_flags
 from utcp.wire.packet import (
     F_ACK,
@@ -1269,6 +1269,80 @@ class Connection:
             self._schedule_ack(now)
         self._after_input(now)
         return True
+
+    def _fast_data_run(self, raws: list[bytes], shapes: list[PlainSegment], now: float) -> int:
+        """`_fast_data` for consecutive segments of this connection (Host.receive_batch: `raws` and their
+        plain_segment `shapes`, each with data), as long as each is the next in order, acks nothing new
+        with nothing in flight, keeps the window, passes PAWS and fits the window we advertised: what a
+        bulk receiver gets. Returns how many it took (0: none; the caller gives the rest to
+        `_fast_input` one by one). The state afterwards is what that many `_fast_data` calls leave,
+        with ACKs per batch (Host.ack_per_batch), which is what lets the segments' `_after_input` be one:
+        none of them can send anything before the batch ends."""
+        if (
+            self.state is not _ESTABLISHED
+            or not self._host.ack_per_batch
+            or self._ack_now  # _after_input would send after the first segment
+            or self._ca_state != _CA_OPEN
+            or self._ofo.size
+            or self._ofo_fin is not None
+            or self._third_ack_held
+            or self._rtx_is_persist
+            or self._pending_rst
+            or self._snd_nxt != self._snd_una  # in flight: a segment could ack it (then _take_ack)
+        ):
+            return 0
+        policy = type(self.policy)
+        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
+            return 0  # a user policy sees every segment
+        # what each segment must carry to take _fast_data's nothing-acked branch
+        ack_now = (self.iss + self._snd_una) & SEQ_MASK  # SEG.ACK == SND.UNA
+        window_now = self._snd_wnd
+        wscale = self._snd_wscale
+        ts_ok = self._ts_ok
+        irs = self.irs
+        rcv_nxt = first = self._rcv_nxt
+        rcv_wup = self._rcv_wup
+        right = rcv_wup + self._rcv_wnd  # no ACK goes out during the run: the advertised edge stays
+        append = self._rbuf.append
+        taken = last = 0
+        for raw, shape in zip(raws, shapes, strict=True):
+            seq, ack, window, tsval, start = shape[4], shape[5], shape[6], shape[7], shape[9]
+            if seq != (irs + rcv_nxt) & SEQ_MASK or ack != ack_now or (window << wscale) != window_now:
+                break
+            if ts_ok:
+                # _fast_checks_pass: a TSval, not older than TS.Recent (RFC 7323 5.3 R1)
+                if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:
+                    break
+            elif tsval >= 0:
+                break
+            length = len(raw) - start
+            end = rcv_nxt + length
+            if end > right:
+                break  # not entirely inside the window we advertised
+            taken += 1
+            last = rcv_nxt  # this segment's sequence number (an offset)
+            if tsval >= 0 and rcv_nxt <= rcv_wup:
+                self._ts_recent = tsval  # RFC 7323 4.3
+                self._ts_recent_stamp = now
+            append(memoryview(raw)[start:])
+            self._rcv_nxt = rcv_nxt = end
+            if length > self._rcv_mss:
+                adv_mss = self._adv_mss
+                self._rcv_mss = adv_mss if adv_mss < length else length
+            if not self._data_evt:
+                self._data_arrived()
+            if not self._ack_batch:  # then the batch's ACK is due, and stays due
+                self._schedule_ack(now)
+        if taken:
+            # RFC 9293 3.10.7.4 window update: only SND.WL1 moves (to the last segment's, the highest)
+            wl1 = self._snd_wl1
+            self._snd_wl1 = last if last > wl1 else wl1
+            self._st_segs_in += taken
+            self._st_bytes_rcvd += rcv_nxt - first
+            self._last_rcv = now
+            self._probes_out = 0
+            self._after_input(now)
+        return taken
 
     def _fast_ack(  # noqa: PLR0917 (fields straight from utcp.wire.fastpath.plain_segment)
         self, seq: int, ack: int, window: int, tsval: int, tsecr: int, now: float
