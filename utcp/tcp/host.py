@@ -265,9 +265,15 @@ class Host:
         same result. A run of in-order data segments for one connection, a bulk sender's burst, goes to
         Connection._fast_data_run in one call (Linux GRO's idea, on the headers plain_segment reads
         anyway): one connection lookup and one pass through the per-segment bookkeeping for the run."""
-        if len(batch) < 3 or batch[0][12:24] != batch[-1][12:24]:
-            # Not one flow's burst (connection churn: a packet or two for each of several 4-tuples):
-            # looking for runs would cost more than it saves.
+        first = batch[0] if batch else b""
+        if (
+            len(batch) < 3
+            or len(first) <= 40
+            or first[12:24] != batch[-1][12:24]
+            or len(first) <= 20 + (first[32] >> 4) * 4  # no payload (read as plain_segment's shape would)
+        ):
+            # Not one flow's burst of data (connection churn: a packet or two for each of several
+            # 4-tuples; a sender's stream of pure ACKs): looking for runs would cost more than it saves.
             for raw in batch:
                 self.receive(raw, now)
             return
