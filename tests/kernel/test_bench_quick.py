@@ -40,6 +40,7 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
     # which RFC 1071 sum ran is reported (the C one wherever the extension is built, as in CI)
     expected = "c" if checksum.ACCELERATED else "python"
     assert report["checksum"] == expected and f"checksum sums: {expected}" in proc.stdout
+    assert report["jumbo_mtu"] == 9000 and "jumbo MTU: 9000" in proc.stdout  # the --jumbo-mtu default
     for name in REQUIRED:
         assert isinstance(figures[name], float | int) and figures[name] > 0, (name, figures)
     assert "matrix_seconds" in figures and figures["matrix_seconds"] is None

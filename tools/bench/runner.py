@@ -1,6 +1,7 @@
 """One command for every performance figure of issue 6, measured in namespaces it creates.
 
-    sudo .venv/bin/python -m tools.bench [--quick] [--json FILE] [--only NAME ...]
+    sudo .venv/bin/python -m tools.bench [--quick] [--json FILE] [--only NAME ...] [--no-matrix]
+                                           [--jumbo-mtu MTU]
 
 Prints a table of figures, each with its ratio to the kernel-to-kernel baseline of the same run (the
 machine may be shared: only ratios from one run compare). Addresses are 198.18.0.0/15 only, every
@@ -21,7 +22,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import structlog
 import trio
 
 from tools.bench.kernel_side import POOL_WORKERS, rr_corked_handler, rr_handler
+from utcp.cli.common import OneLineParser, mtu_argument
 from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace, netns
@@ -53,12 +55,14 @@ class Sizes:
     connections: int
     idle_connections: int
     conn_runs: int  # runs per connection-rate figure, reported as their median
+    jumbo_mtu: int = 9000  # the larger MTU of rx_jumbo_MBps and tx_jumbo_MBps (--jumbo-mtu)
 
 
 FULL = Sizes(kernel_bytes=1024 * MB, bulk_bytes=200 * MB, sim_bytes=50 * MB, connections=5000,
              idle_connections=10_000, conn_runs=3)  # fmt: skip
 QUICK = Sizes(kernel_bytes=100 * MB, bulk_bytes=20 * MB, sim_bytes=5 * MB, connections=500,
               idle_connections=1000, conn_runs=1)  # fmt: skip
+JUMBO_MTU = FULL.jumbo_mtu
 
 # name -> (unit, baseline figure its ratio is taken against, or None)
 FIGURES: dict[str, tuple[str, str | None]] = {
@@ -403,8 +407,8 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
     with netns() as ns:
         await step(("rx_mtu1500_MBps",), lambda: bulk_rx(ns, sizes.bulk_bytes, 1500))
         await step(("tx_mtu1500_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, 1500))
-        await step(("rx_jumbo_MBps",), lambda: bulk_rx(ns, sizes.bulk_bytes, 9000))
-        await step(("tx_jumbo_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, 9000))
+        await step(("rx_jumbo_MBps",), lambda: bulk_rx(ns, sizes.bulk_bytes, sizes.jumbo_mtu))
+        await step(("tx_jumbo_MBps",), lambda: bulk_tx(ns, sizes.bulk_bytes, sizes.jumbo_mtu))
         # Opt-in speed-ups: trusting the kernel's checksums, and TSO/GSO through IFF_VNET_HDR.
         trusted = {"host_options": {"verify_checksums": False}}
         await step(("rx_mtu1500_nocsum_MBps",), lambda: bulk_rx(ns, sizes.bulk_bytes, 1500, **trusted))
@@ -459,25 +463,53 @@ def table(figures: dict[str, float | None]) -> str:
     return "\n".join(lines)
 
 
+def jumbo_mtu_argument(text: str) -> int:
+    """argparse type for --jumbo-mtu: an MTU (utcp.cli's range) larger than 1500."""
+    mtu = mtu_argument(text)
+    if mtu <= 1500:
+        raise argparse.ArgumentTypeError(f"--jumbo-mtu must be larger than 1500, not {mtu}")
+    return mtu
+
+
+def figure_argument(text: str) -> str:
+    """argparse type for --only: a figure's name."""
+    if text not in FIGURES:
+        raise argparse.ArgumentTypeError(f"unknown figure {text!r} (figures: {', '.join(FIGURES)})")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = OneLineParser(
+        prog="python -m tools.bench", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute (CI smoke)")
     parser.add_argument("--json", metavar="FILE", help='write {"figures": {name: value}} to FILE')
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these figures")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", type=figure_argument, help="run only these figures"
+    )
     parser.add_argument(
         "--no-matrix", action="store_true", help="skip `utcp matrix` (always skipped with --quick)"
     )
+    parser.add_argument(
+        "--jumbo-mtu",
+        type=jumbo_mtu_argument,
+        default=JUMBO_MTU,
+        metavar="MTU",
+        help=f"the larger MTU of rx_jumbo_MBps and tx_jumbo_MBps (default {JUMBO_MTU})",
+    )
     args = parser.parse_args(argv)
+    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
+        parser.error(f"--json: directory of {args.json!r} does not exist")
     # The runtime logs every connection at info: thousands of lines would drown the table (and cost time).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    sizes = QUICK if args.quick else FULL
+    sizes = replace(QUICK if args.quick else FULL, jumbo_mtu=args.jumbo_mtu)
     only = set(args.only) if args.only else None
     figures = trio.run(run_all, sizes, only, not (args.quick or args.no_matrix))
     # Which RFC 1071 sum ran: the optional C extension or the pure-Python fallback (utcp.wire.checksum).
     checksum = "c" if ACCELERATED else "python"
     print(table(figures), flush=True)
-    print(f"checksum sums: {checksum}", flush=True)
+    print(f"checksum sums: {checksum}; jumbo MTU: {sizes.jumbo_mtu}", flush=True)
     if args.json:
-        report = {"figures": figures, "quick": args.quick, "checksum": checksum}
+        report = {"figures": figures, "quick": args.quick, "checksum": checksum, "jumbo_mtu": sizes.jumbo_mtu}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

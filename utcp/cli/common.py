@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 import trio
@@ -16,6 +17,13 @@ from utcp.io.api import UtcpStream
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 class UsageError(Exception):

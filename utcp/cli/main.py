@@ -11,13 +11,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from utcp.cli.boxes import BOX_COMMANDS, add_box_commands, run_box
 from utcp.cli.commands import run_connect, run_peer
 from utcp.cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
+    OneLineParser,
     UsageError,
     count_argument,
     interface_argument,
@@ -29,13 +29,6 @@ from utcp.cli.matrix import add_matrix_commands, run_interop_command
 from utcp.io.stack import split_addresses
 from utcp.lab.netns import Namespace, NamespaceError, prune_stale_namespaces, stale_namespaces
 from utcp.policy import PRESETS, Policy, describe_knobs, describe_policies, resolve_policy
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line on stderr and exit status 2 (no usage dump)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _port(text: str) -> int:
@@ -68,11 +61,11 @@ def load_policy(spec: str) -> Policy:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _OneLineParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--log-json", action="store_true", help="log JSON lines instead of console lines")
     common.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
-    parser = _OneLineParser(prog="utcp", description=__doc__, parents=[common])
+    parser = OneLineParser(prog="utcp", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def tun_options(p: argparse.ArgumentParser) -> None:
