@@ -7,8 +7,11 @@ runtime configures them) get the same batches: the server of one world packet by
 as a batch. After every batch, every packet the servers send, every event (with its connection's whole
 state), every counter, every connection's state and the next timer must be the same. The batches are
 drawn to break runs in every way the run must notice: segments lost, duplicated, swapped or from an
-earlier flight, a bad checksum, the other connection's segments in between, data the server sent (so
-segments ack something), the client's FIN, windows filled and reopened by the reader, timers firing.
+earlier flight, a bad checksum, fields changed and re-encoded (ACK, window, TSval, payload past the
+window's edge), the other connection's segments in between, data the server sent (so segments ack
+something, or it stays in flight), the client's FIN, windows filled and reopened by the reader, timers
+firing. Half the batches go to the run machinery itself (Host._receive_runs), whatever their shape:
+receive_batch sends batches that do not look like one flow's data burst to the per-packet loop.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def world(config: TcpConfig) -> World:
 def outcome(server: Host, now: float) -> tuple[object, ...]:
     out = server.datagrams_to_send(now)
     events = [
-        (type(ev).__name__, state_of(ev.connection)) for ev in server.events() if hasattr(ev, "connection")
+        (type(ev).__name__, state_of(ev.connection) if hasattr(ev, "connection") else repr(ev))
+        for ev in server.events()
     ]
     conns = [state_of(c) for c in sorted(server.connections(), key=lambda c: c._key)]
     return out, events, dict(server.counters), conns, server.next_deadline()
