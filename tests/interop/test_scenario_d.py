@@ -17,6 +17,7 @@ from interop.scenario_d import (
     DFacts,
     d_facts,
     d_observation,
+    server_closed_first,
 )
 from tests.interop.ce_support import find, run_cell
 from utcp.wire.packet import IPv4Packet, TcpFlags, TcpSegment, Timestamps
@@ -129,6 +130,30 @@ def test_b_behind_a_uses_32_bit_serial_arithmetic() -> None:
     # older by exactly TCP_PAWS_WINDOW (1) still passes tcp_peer_is_proven
     assert d_facts(phase_a, [_pkt(S, tsval=0xFFFF_FFEF, sport=41002)], PORT).b_ts_behind_a is False
     assert d_facts(phase_a, [_pkt(S, tsval=None, sport=41002)], PORT).b_ts_behind_a is None
+
+
+def _seg(flags: TcpFlags, seq: int, ack: int, *, to_server: bool) -> IPv4Packet:
+    ports, (src, dst) = (
+        ((41001, PORT), (OUTSIDE, SERVER)) if to_server else ((PORT, 41001), (SERVER, OUTSIDE))
+    )
+    return IPv4Packet(src, dst, TcpSegment(ports[0], ports[1], seq, ack, flags, 1000))
+
+
+def test_an_active_close_is_read_from_the_wire() -> None:
+    # The server's FIN first, then the client's FIN, acknowledged (seq 500 + the FIN: ack 501): the server
+    # is in TIME-WAIT, whether or not a poll of its sockets saw it before a recycled one ended.
+    server_fin = _seg(F | AK, 900, 500, to_server=False)
+    client_ack, client_fin = _seg(AK, 500, 901, to_server=True), _seg(F | AK, 500, 901, to_server=True)
+    last_ack = _seg(AK, 901, 501, to_server=False)
+    assert server_closed_first([server_fin, client_ack, client_fin, last_ack], PORT)
+    # the client's FIN not (yet) acknowledged: the server is still in FIN-WAIT-2 or CLOSING
+    assert not server_closed_first([server_fin, client_ack, client_fin], PORT)
+    assert not server_closed_first([server_fin, client_fin, _seg(AK, 901, 500, to_server=False)], PORT)
+    # the client closed first: a passive close on the server (LAST-ACK, no TIME-WAIT)
+    passive = [client_fin, _seg(F | AK, 900, 501, to_server=False), _seg(AK, 501, 901, to_server=True)]
+    assert not server_closed_first(passive, PORT)
+    # simultaneous close, the server's FIN on the wire first: CLOSING, then TIME-WAIT once acked
+    assert server_closed_first([server_fin, client_fin, last_ack], PORT)
 
 
 def test_facts_count_b_syns_and_synacks() -> None:
