@@ -497,7 +497,10 @@ async def _run_netns(cell: Cell, ctx: CellContext) -> Observation:
         before = await _server_counter(topo)
         start_a = len(_server_link(recorder))
         await _a_then_server_closes(topo, listener, a)
-        await trio.sleep(0.05)  # the captures catch up
+        with trio.move_on_after(2.0):  # the captures catch up: A's close reaches the server link's record
+            while not server_closed_first(_server_link(recorder)[start_a:], PORT):
+                await trio.sleep(0.01)
+        await trio.sleep(0.05)
         start_b = len(_server_link(recorder))
         started = trio.current_time()
         b_connect = await _b_connects(topo, b)
