@@ -3,7 +3,6 @@ runner, plus the capture reader on hand-made traces (so a wrong trace is known t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from interop import scenario_a
@@ -45,13 +44,11 @@ def test_the_matrix_has_every_role_assignment() -> None:
     assert {c.expected["outcome"] for c in CELLS if c.case == "getpeername"} == {"no crossing"}
 
 
-async def test_sim_cells_match_their_expectations_quickly(tmp_path: Path) -> None:
-    started = time.monotonic()
+async def test_sim_cells_match_their_expectations(tmp_path: Path) -> None:
     for cell in SIM:
         observation, diff, ctx = await run_cell(SCENARIO, cell, tmp_path)
         assert diff == [], (cell.id, observation.values, observation.notes)
         assert ctx.packets and {"client", "rs", "vip"} <= set(ctx.labels.values())
-    assert time.monotonic() - started < 2.0
 
 
 async def test_sim_rewrite_shows_the_field_reports_rsts_from_the_vip(tmp_path: Path) -> None:
@@ -77,15 +74,12 @@ async def test_a_wrong_expectation_gives_a_diff(tmp_path: Path) -> None:
 
 
 async def test_netns_cells_through_the_matrix_runner(privileged: None, tmp_path: Path) -> None:
-    started = time.monotonic()
     results = await run_cells(NETNS, tmp_path, jobs=4, scenarios=[SCENARIO])
     failures = [(r.cell.id, r.error, r.mismatches, r.notes) for r in results if not r.passed]
     assert failures == []
     for result in results:
-        assert result.seconds < 15, (result.cell.id, result.seconds)
         assert result.pcaps and all((tmp_path / p).stat().st_size > 24 for p in result.pcaps)
         assert any(p.src == "client" and p.dst == "vip" for p in result.trace)
-    assert time.monotonic() - started < 60
 
 
 # -- the capture reader on hand-made traces ------------------------------------------------------------------

@@ -3,7 +3,6 @@ trace readers on hand-made traces (so a wrong trace is known to produce a diff).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -40,14 +39,12 @@ def test_the_matrix_has_every_role_assignment() -> None:
         assert len({tuple(sorted(c.expected.items())) for c in CELLS if c.case == case}) == 1
 
 
-async def test_sim_cells_match_their_expectations_quickly(tmp_path: Path) -> None:
-    started = time.monotonic()
+async def test_sim_cells_match_their_expectations(tmp_path: Path) -> None:
     for cell in SIM:
         observation, diff, ctx = await run_cell(SCENARIO, cell, tmp_path)
         assert diff == [], (cell.id, observation.values, observation.notes)
         assert ctx.packets, "the ladder needs the packets"
         assert set(ctx.labels.values()) >= ({"host"} if cell.case == "self-connect" else {"a", "b"})
-    assert time.monotonic() - started < 1.0
 
 
 async def test_sim_self_connect_trace_shows_one_isn(tmp_path: Path) -> None:
@@ -67,11 +64,9 @@ async def test_a_wrong_expectation_gives_a_diff(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cell", NETNS, ids=[c.id for c in NETNS])
 async def test_netns_cells_match_their_expectations(privileged: None, cell: Cell, tmp_path: Path) -> None:
-    started = time.monotonic()
     observation, diff, ctx = await run_cell(SCENARIO, cell, tmp_path)
     assert diff == [], (cell.id, observation.values, observation.notes)
     assert ctx.packets
-    assert time.monotonic() - started < 10
 
 
 # -- the trace readers on hand-made traces -----------------------------------------------------------------

