@@ -1295,7 +1295,7 @@ class Connection:
         if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
             return 0  # a user policy sees every segment
         # what each segment must carry to take _fast_data's nothing-acked branch
-        ack_now = (self.iss + self._snd_una) & SEQ_MASK  # SEG.ACK == SND.UNA
+        una_seq = (self.iss + self._snd_una) & SEQ_MASK  # SEG.ACK == SND.UNA
         window_now = self._snd_wnd
         wscale = self._snd_wscale
         ts_ok = self._ts_ok
@@ -1307,7 +1307,9 @@ class Connection:
         taken = last = 0
         for raw, shape in zip(raws, shapes, strict=True):
             seq, ack, window, tsval, start = shape[4], shape[5], shape[6], shape[7], shape[9]
-            if seq != (irs + rcv_nxt) & SEQ_MASK or ack != ack_now or (window << wscale) != window_now:
+            # RCV.NXT (the next in order), SND.UNA (RFC 9293 3.10.7.4 fifth: acks nothing new), the same
+            # window (3.10.7.4's window update then only moves SND.WL1)
+            if seq != (irs + rcv_nxt) & SEQ_MASK or ack != una_seq or (window << wscale) != window_now:
                 break
             if ts_ok:
                 # _fast_checks_pass: a TSval, not older than TS.Recent (RFC 7323 5.3 R1)
@@ -1318,7 +1320,7 @@ class Connection:
             length = len(raw) - start
             end = rcv_nxt + length
             if end > right:
-                break  # not entirely inside the window we advertised
+                break  # not entirely inside the window we advertised (RFC 9293 3.10.7.4 first: trim it)
             taken += 1
             last = rcv_nxt  # this segment's sequence number (an offset)
             if tsval >= 0 and rcv_nxt <= rcv_wup:
