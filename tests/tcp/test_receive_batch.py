@@ -253,6 +253,19 @@ def test_a_bulk_burst_is_taken_as_one_run() -> None:
     assert len(w.server.datagrams_to_send(1.001)) == 1  # one cumulative ACK for the batch
 
 
+def test_two_flows_read_in_one_batch_are_two_runs() -> None:
+    # Two bulk senders' bursts in one read: each connection's segments are a run of their own.
+    w = world(TcpConfig())
+    w.ours[0].send(bytes(4 * 1448))
+    w.ours[1].send(bytes(3 * 1448))
+    batch = w.client.datagrams_to_send(1.001)
+    assert len(batch) == 7
+    runs = [runs_of(conn) for conn in w.theirs]
+    w.server.receive_batch(batch, 1.001)
+    assert runs == [[4], [3]]
+    assert [conn.read(1 << 20) for conn in w.theirs] == [bytes(4 * 1448), bytes(3 * 1448)]
+
+
 def test_runs_leave_to_fast_data_what_it_would_refuse() -> None:
     # Segments _fast_data sends to the general path go there one by one, never as a run, even where the
     # general path happens to end the same: data of ours in flight (a segment could ack it), and a TSval

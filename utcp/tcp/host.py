@@ -269,11 +269,13 @@ class Host:
         if (
             len(batch) < 3
             or len(first) <= 40
-            or first[12:24] != batch[-1][12:24]
+            or first[12:24] != batch[1][12:24]
             or len(first) <= 20 + (first[32] >> 4) * 4  # no payload (read as plain_segment's shape would)
         ):
-            # Not one flow's burst of data (connection churn: a packet or two for each of several
-            # 4-tuples; a sender's stream of pure ACKs): looking for runs would cost more than it saves.
+            # Not opening with a flow's burst of data (connection churn: a packet or two for each of
+            # several 4-tuples; a sender's stream of pure ACKs): looking for runs would cost more than it
+            # saves. (The first two packets, not the first and the last: bulk flows read interleaved
+            # still open with a run, and _receive_runs finds every run of the batch.)
             for raw in batch:
                 self.receive(raw, now)
             return
