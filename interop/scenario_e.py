@@ -17,7 +17,10 @@ Expectations (data from SCENARIOS.md E, never from a run):
 - How many attempts one round takes is random. The field runs saw 4-8 (P=40006) and 1-2 (P=40000); the
   cell checks the mean over `rounds` rounds instead, which is 5 for any reachable P: the attempts walk a
   translation-invariant chain over the 5 even ports, so the mean return time to P is 5 (Kac's lemma).
-  With a spread of ~4 per round (kernel: sd 4.0-4.3 measured), 400 rounds put the mean in 4..6 (+-5 sd).
+  With a spread of ~4 per round (kernel: sd 4.0-4.3 measured), 400 rounds put the sampling noise of the
+  mean at ~0.2 (six quiet kernel runs: 4.45-5.17). The upper bound is 7, not 6: on a loaded machine a
+  round can take more attempts (one CI run read 6.02 for P=40000, +4.7 sd: a freed port still held for a
+  moment is skipped by the scan), never fewer. Linux <= 4.5's step of 1 would give 11 (any of 11 ports).
 - The fix (utcp `TcpConfig(refuse_self_connect=True)`, what Go's net package does after the fact): P is
   never handed out for a connect to one's own address:P, so the host never self-connects, whatever P.
 """
@@ -83,7 +86,7 @@ def _reachable() -> dict[str, Any]:
     return {
         "outcome": "self-connected",
         "self_connects": ROUNDS,  # every round ends self-connected
-        "attempts_mean": Within(4, 6),  # mean return time to one of 5 even ports: 5
+        "attempts_mean": Within(4, 7),  # mean return time to one of 5 even ports: 5 (load adds, see above)
         "ports": list(EVEN_PORTS),
         "echo": True,  # the self-connected socket reads back what it wrote
         "other_errors": 0,  # every other attempt is refused (RST), nothing else
@@ -368,10 +371,12 @@ def sim_rounds(
     refuse: bool,
     seed: int,
     record: Callable[[str, bytes, float], None] | None = None,
+    step_one: bool = False,
 ) -> Rounds:
-    """The reconnect loop on one simulated utcp host (virtual time); the last round goes to `record`."""
+    """The reconnect loop on one simulated utcp host (virtual time); the last round goes to `record`.
+    `step_one`: the allocator of Linux <= 4.5, which stepped by 1 (every port of the range in turn)."""
     net = Network()
-    allocator = LinuxPortAllocator(PORT_RANGE, seed=seed)
+    allocator = LinuxPortAllocator(PORT_RANGE, seed=seed, step_one=step_one)
     host = Host([UTCP_ADDRESS], TcpConfig(refuse_self_connect=refuse), seed=seed, port_allocator=allocator)
     net.add_node("host", host)
     net.add_hook(EventLog(host).poll)  # drains events every round, as an application would

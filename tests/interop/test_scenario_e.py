@@ -26,7 +26,7 @@ ME = "198.18.0.2"
 def test_expectations_are_the_scenarios_facts() -> None:
     by_case = {c.case: c.expected for c in CELLS}
     assert by_case["port-40006"]["outcome"] == by_case["port-40000"]["outcome"] == "self-connected"
-    assert by_case["port-40006"]["attempts_mean"] == Within(4, 6)
+    assert by_case["port-40006"]["attempts_mean"] == Within(4, 7)
     assert by_case["port-40006"]["ports"] == [40000, 40002, 40004, 40006, 40008]  # never odd, never 40010
     for case in ("port-40003", "port-40010", "port-40006-refuse-self-connect"):
         assert by_case[case]["outcome"] == "never self-connected"
@@ -133,6 +133,17 @@ def test_observation_outcomes_and_mean() -> None:
         Rounds(ports=[[1]], self_connected=[False]).observation(1).values["outcome"] == "never self-connected"
     )
     assert Rounds().observation(1).values["outcome"] == "never self-connected"
+
+
+def test_the_expected_mean_tells_linux_6_from_linux_4_5() -> None:
+    # The cell's range for the mean must refuse the allocator SCENARIOS.md E contrasts: Linux <= 4.5 stepped
+    # by 1, so P is one of 11 ports (mean ~11) and odd ports appear.
+    expected = SCENARIO.cells()[0].expected["attempts_mean"]
+    old = sim_rounds(40006, 100, refuse=False, seed=3, step_one=True).observation(40006).values
+    assert not expected.matches(old["attempts_mean"]), old["attempts_mean"]
+    assert set(old["ports"]) - set(EVEN_PORTS)
+    now = sim_rounds(40006, 100, refuse=False, seed=3).observation(40006).values
+    assert expected.matches(now["attempts_mean"]), now["attempts_mean"]
 
 
 def test_reachable_cells_replay_enough_rounds_for_a_stable_mean() -> None:
