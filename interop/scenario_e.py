@@ -18,9 +18,10 @@ Expectations (data from SCENARIOS.md E, never from a run):
   cell checks the mean over `rounds` rounds instead, which is 5 for any reachable P: the attempts walk a
   translation-invariant chain over the 5 even ports, so the mean return time to P is 5 (Kac's lemma).
   With a spread of ~4 per round (kernel: sd 4.0-4.3 measured), 400 rounds put the sampling noise of the
-  mean at ~0.2 (six quiet kernel runs: 4.45-5.17). The upper bound is 7, not 6: on a loaded machine a
-  round can take more attempts (one CI run read 6.02 for P=40000, +4.7 sd: a freed port still held for a
-  moment is skipped by the scan), never fewer. Linux <= 4.5's step of 1 would give 11 (any of 11 ports).
+  mean at ~0.2 (six quiet kernel runs: 4.45-5.17). The upper bound is 7, not 6: one loaded CI run read
+  6.02 for P=40000, +4.7 sd of sampling noise. A likely cause, not verified: a port still held for a
+  moment after the previous attempt is skipped by the scan, which can only add attempts. Linux <= 4.5's
+  step of 1 gives ~11 (any of 11 ports), far outside.
 - The fix (utcp `TcpConfig(refuse_self_connect=True)`, what Go's net package does after the fact): P is
   never handed out for a connect to one's own address:P, so the host never self-connects, whatever P.
 """
