@@ -30,7 +30,7 @@ import structlog
 import trio
 
 from tools.bench.kernel_side import POOL_WORKERS, rr_corked_handler, rr_handler
-from utcp.cli.common import OneLineParser, mtu_argument
+from utcp.cli.common import OneLineParser, UsageError, check_output_path, mtu_argument
 from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
 from utcp.lab.netns import Namespace, netns
@@ -498,8 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the larger MTU of rx_jumbo_MBps and tx_jumbo_MBps (default {JUMBO_MTU})",
     )
     args = parser.parse_args(argv)
-    if args.json is not None and not Path(args.json).resolve().parent.is_dir():
-        parser.error(f"--json: directory of {args.json!r} does not exist")
+    try:
+        check_output_path("--json", args.json)
+    except UsageError as exc:
+        parser.error(str(exc))
     # The runtime logs every connection at info: thousands of lines would drown the table (and cost time).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sizes = replace(QUICK if args.quick else FULL, jumbo_mtu=args.jumbo_mtu)
