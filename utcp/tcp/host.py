@@ -313,26 +313,21 @@ class Host:
             # the data segments that follow for the same 4-tuple: the run's candidates
             raws = [raw]
             shapes = [shape]
-            tail: bytes | None = None  # the packet that ended the run, already parsed (`tail_shape`)
-            tail_shape: PlainSegment | None = None
             while i < n:
                 nxt = batch[i]
                 if type(nxt) is not bytes or len(nxt) <= 33 or nxt[33] & _NOT_IN_RUNS or nxt[12:24] != key:
-                    break  # the outer loop takes it
-                i += 1
+                    break
                 nxt_shape = plain_segment(nxt, verify)
                 if nxt_shape is None or nxt_shape[9] >= len(nxt):
-                    tail, tail_shape = nxt, nxt_shape  # not plain, or no data: after the run
-                    break
+                    break  # not plain, or no data: the outer loop takes it (parsing it again, once a run)
                 raws.append(nxt)
                 shapes.append(nxt_shape)
+                i += 1
             taken = conn._fast_data_run(raws, shapes, now) if len(raws) > 1 else 0
             if taken:
                 self.counters["InSegs"] += taken
             for k in range(taken, len(raws)):  # a run's packets are ours: the connection holds their key
                 self._receive_plain(raws[k], shapes[k], now)
-            if tail is not None and (tail_shape is None or not self._receive_plain(tail, tail_shape, now)):
-                self.receive(tail, now)
 
     def _receive_plain(self, raw: bytes, shape: PlainSegment, now: float) -> bool:
         """`receive` for a packet plain_segment parsed (`shape`) and addressed to us: the fast path, else
