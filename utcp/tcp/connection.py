@@ -1291,14 +1291,10 @@ class Connection:
             or self._snd_nxt != self._snd_una  # in flight: a segment could ack it (then _take_ack)
         ):
             return 0
-        policy = type(self.policy)
-        if policy.check_paws is not _BASE_CHECK_PAWS or policy.check_ack is not _BASE_CHECK_ACK:
-            return 0  # a user policy sees every segment
         # what each segment must carry to take _fast_data's nothing-acked branch
         una_seq = (self.iss + self._snd_una) & SEQ_MASK  # SEG.ACK == SND.UNA
         window_now = self._snd_wnd
         wscale = self._snd_wscale
-        ts_ok = self._ts_ok
         irs = self.irs
         rcv_nxt = first = self._rcv_nxt
         rcv_wup = self._rcv_wup
@@ -1311,12 +1307,8 @@ class Connection:
             # window (3.10.7.4's window update then only moves SND.WL1)
             if seq != (irs + rcv_nxt) & SEQ_MASK or ack != una_seq or (window << wscale) != window_now:
                 break
-            if ts_ok:
-                # _fast_checks_pass: a TSval, not older than TS.Recent (RFC 7323 5.3 R1)
-                if tsval < 0 or ((tsval - self._ts_recent + _SEQ_HALF) & SEQ_MASK) < _SEQ_HALF:
-                    break
-            elif tsval >= 0:
-                break
+            if not self._fast_checks_pass(tsval):
+                break  # PAWS (RFC 7323 5.3 R1), or a TSval without timestamps, or a user policy
             length = len(raw) - start
             end = rcv_nxt + length
             if end > right:
