@@ -171,6 +171,7 @@ class HostRuntime:
         "_pcap_file",
         "_pcap_spec",
         "_pumping",
+        "_receive_batch",
         "_running",
         "_sleep_until",
         "_stack",
@@ -237,6 +238,7 @@ class HostRuntime:
         self._running = False
         self._wire_output = False
         self._gso = False
+        self._receive_batch: Callable[[list[bytes], float], None] | None = None
         self._now: Callable[[], float] = trio.current_time  # the run's clock, bound in __aenter__
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -252,6 +254,8 @@ class HostRuntime:
         self._wire_output = hasattr(self.host, "datagrams_to_send")
         if self._wire_output:
             self.host.wire_output = True
+        # a Host takes a read's batch in one call (runs of data segments: Host.receive_batch)
+        self._receive_batch = getattr(self.host, "receive_batch", None)
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -509,8 +513,8 @@ class HostRuntime:
 
     def _deliver_batch(self, batch: list[bytes], now: float) -> None:
         # The common case without pcap, tap or impairment: no per-packet checks beyond the engine's.
-        receive_batch = getattr(self.host, "receive_batch", None)
-        if receive_batch is not None:  # a Host: runs of data segments go in one call (GRO-like)
+        receive_batch = self._receive_batch
+        if receive_batch is not None:
             try:
                 receive_batch(batch, now)
             except Exception:
