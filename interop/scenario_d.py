@@ -36,7 +36,7 @@ Expectations (SCENARIOS.md D facts, written per server and case, never read from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,7 @@ from utcp.tcp.config import TcpConfig
 from utcp.tcp.connection import Connection
 from utcp.tcp.errors import ConnectionAborted, ConnectionRefused, ConnectionReset, ConnectionTimedOut
 from utcp.tcp.host import Host
-from utcp.tcp.seq import seq_diff
+from utcp.tcp.seq import SEQ_MASK, seq_diff
 from utcp.tcp.state import TcpState
 from utcp.wire.codec import build_ipv4
 from utcp.wire.packet import IPv4Packet, TcpFlags, Timestamps
@@ -101,7 +101,6 @@ SERVERS: tuple[tuple[Impl, str | None], ...] = (
 )
 DROPPED, NO_DROP = "B's SYNs dropped", "no drop"
 SYN = TcpFlags.SYN
-SEQ_MOD = 1 << 32
 SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
 
 
@@ -250,7 +249,7 @@ def server_closed_first(phase_a: Sequence[IPv4Packet], port: int) -> bool:
             elif seg.flags & TcpFlags.ACK and seg.ack == client_fin_end:
                 return server_fin
         elif seg.dst_port == port and seg.flags & TcpFlags.FIN and client_fin_end is None:
-            client_fin_end = (seg.seq + seg.seg_len) % SEQ_MOD
+            client_fin_end = (seg.seq + seg.seg_len) & SEQ_MASK
     return False
 
 
@@ -436,11 +435,13 @@ async def _cast_kernel_clients(topo: _Topology, recorder: Recorder, ctx: CellCon
     )
 
 
-async def _a_then_server_closes(topo: _Topology, listener: trio.abc.Listener[Any], a: _Client) -> None:
-    """A connects; the server accepts and closes first; A closes after reading EOF. Returns once the
-    server's side of A's connection is in TIME-WAIT, or gone: a recycled TIME-WAIT (3.5 RTO, ~0.7 s) can
-    end before a poll sees it when the machine is loaded, so whether the server closed actively is read
-    from the wire (server_closed_first), not from these polls."""
+async def _a_then_server_closes(
+    topo: _Topology, listener: trio.abc.Listener[Any], a: _Client, server_link: Callable[[], list[IPv4Packet]]
+) -> None:
+    """A connects; the server accepts and closes first; A closes after reading EOF. Returns once
+    `server_link()` (what the server's link recorded of A's connection) shows the server acking A's FIN
+    after its own (server_closed_first), or after 2 s more without. A poll of the server's sockets would
+    miss a recycled TIME-WAIT (3.5 RTO, ~0.7 s) on a loaded machine; the wire shows the transition."""
     options = SocketOptions(bind_address=a.address, local_port=a.port, connect_timeout=3.0)
     with trio.fail_after(5):
         a_stream = await a.endpoint.connect(topo.server_address, PORT, options=options)
@@ -449,11 +450,9 @@ async def _a_then_server_closes(topo: _Topology, listener: trio.abc.Listener[Any
         while await a_stream.receive_some(100):
             pass
         await a_stream.aclose()
-        while True:
-            states = [s.state for s in await topo.server.sockets() if s.remote[0] == OUTSIDE]
-            if not states or "TIME-WAIT" in states:
-                return
-            await trio.sleep(0.005)
+    with trio.move_on_after(2.0):  # the capture catches up
+        while not server_closed_first(server_link(), PORT):
+            await trio.sleep(0.01)
 
 
 async def _b_connects(topo: _Topology, b: _Client) -> str:
@@ -496,11 +495,7 @@ async def _run_netns(cell: Cell, ctx: CellContext) -> Observation:
         listener = await topo.server.listen(PORT)
         before = await _server_counter(topo)
         start_a = len(_server_link(recorder))
-        await _a_then_server_closes(topo, listener, a)
-        with trio.move_on_after(2.0):  # the captures catch up: A's close reaches the server link's record
-            while not server_closed_first(_server_link(recorder)[start_a:], PORT):
-                await trio.sleep(0.01)
-        await trio.sleep(0.05)
+        await _a_then_server_closes(topo, listener, a, lambda: _server_link(recorder)[start_a:])
         start_b = len(_server_link(recorder))
         started = trio.current_time()
         b_connect = await _b_connects(topo, b)
