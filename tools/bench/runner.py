@@ -155,14 +155,13 @@ async def kernel_veth(sizes: Sizes) -> dict[str, float]:
         source = KernelProcess(a, "source-client", VETH_B, "5001", str(sizes.kernel_bytes))
         got = await sink.result()
         await source.result()
-        rates = []
-        for _ in range(sizes.conn_runs):
+
+        async def rate(_: int) -> float:
             conns = await _rr_clients(a, b, "rr-server", "5002", sizes.connections)
-            rates.append(conns["count"] / conns["seconds"])
-    return {
-        "kernel_veth_MBps": got["bytes"] / MB / got["seconds"],
-        "kernel_veth_conn_per_s": statistics.median(rates),
-    }
+            return float(conns["count"]) / float(conns["seconds"])
+
+        conn_per_s = await _median(sizes, rate)
+    return {"kernel_veth_MBps": got["bytes"] / MB / got["seconds"], "kernel_veth_conn_per_s": conn_per_s}
 
 
 async def kernel_trio_server(sizes: Sizes, *, cork: bool = False) -> float:
