@@ -3,6 +3,7 @@
 
   echo-server PORT                 accept one connection, echo it until EOF, half-close, exit
   echo-client HOST PORT NBYTES     send NBYTES (random.Random(NBYTES)) while reading the echo back
+  source-client HOST PORT NBYTES   send NBYTES (the same bytes), half-close, wait for the peer's close
 """
 
 from __future__ import annotations
@@ -61,12 +62,22 @@ def echo_client(host: str, port: int, nbytes: int) -> dict[str, object]:
     return {"received": received, "sha256": digest.hexdigest(), "seconds": seconds}
 
 
+def source_client(host: str, port: int, nbytes: int) -> dict[str, object]:
+    with socket.create_connection((host, port), timeout=60) as conn:
+        conn.sendall(payload(nbytes))
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)  # the peer closes once it has read everything
+    return {"sent": nbytes}
+
+
 def main(argv: list[str]) -> int:
     mode = argv[0]
     if mode == "echo-server":
         result = echo_server(int(argv[1]))
     elif mode == "echo-client":
         result = echo_client(argv[1], int(argv[2]), int(argv[3]))
+    elif mode == "source-client":
+        result = source_client(argv[1], int(argv[2]), int(argv[3]))
     else:
         print(f"unknown mode {mode!r}", file=sys.stderr)
         return 2
