@@ -26,6 +26,7 @@ import time
 import structlog
 import trio
 
+from tools.bench.kernel_side import RR_CLIENT_THREADS
 from tools.bench.runner import UTCP, KernelProcess, conn_kernel_client
 from utcp.io.tun import TunDevice
 from utcp.lab.netns import Namespace, netns
@@ -114,7 +115,7 @@ class FloorResponder:
             self.cpu_seconds = time.thread_time() - start
 
 
-async def floor_server(ns: Namespace, count: int) -> tuple[float, float]:
+async def floor_server(ns: Namespace, count: int, threads: int = RR_CLIENT_THREADS) -> tuple[float, float]:
     """(conn/s, responder CPU us per connection) for `count` rr-client connections to the floor."""
     tun = await trio.to_thread.run_sync(
         lambda: TunDevice.open(address="198.18.0.1/24", netns=ns.name, name="ufloor%d")
@@ -124,7 +125,7 @@ async def floor_server(ns: Namespace, count: int) -> tuple[float, float]:
         thread = threading.Thread(target=responder.run, name="floor-responder")
         thread.start()
         try:
-            client = KernelProcess(ns, "rr-client", UTCP, str(PORT), str(count), "4")
+            client = KernelProcess(ns, "rr-client", UTCP, str(PORT), str(count), str(threads))
             got = await client.result()
         finally:
             responder.stop.set()

@@ -27,7 +27,8 @@ REQUIRED = (
 def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.bench", "--quick", "--json", str(out)],
+        # 3 rr-client threads instead of 4 (the utcp pools get 6 workers): the knob works for real
+        [sys.executable, "-m", "tools.bench", "--quick", "--client-threads", "3", "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -41,6 +42,7 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
     expected = "c" if checksum.ACCELERATED else "python"
     assert report["checksum"] == expected and f"checksum sums: {expected}" in proc.stdout
     assert report["jumbo_mtu"] == 9000 and "jumbo MTU: 9000" in proc.stdout  # the --jumbo-mtu default
+    assert report["client_threads"] == 3 and "kernel client threads: 3" in proc.stdout
     for name in REQUIRED:
         assert isinstance(figures[name], float | int) and figures[name] > 0, (name, figures)
     assert "matrix_seconds" in figures and figures["matrix_seconds"] is None

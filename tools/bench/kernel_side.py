@@ -66,9 +66,18 @@ def rr_server(port: int) -> dict[str, object]:
             served += 1
 
 
-# The utcp.io.serve_workers pool that runs rr_handler for conn_per_s_kernel_client_pool: as many tasks as
-# conn_per_s_utcp_client's client uses, twice the rr-client's 4 connections in flight.
-POOL_WORKERS = 8
+# The rr-client's threads, i.e. connections in flight, in the connection figures (tools.bench
+# --client-threads changes it).
+RR_CLIENT_THREADS = 4
+
+
+def pool_workers(client_threads: int) -> int:
+    """The utcp.io.serve_workers pool that runs rr_handler for conn_per_s_kernel_client_pool: twice the
+    rr-client's connections in flight (8 by default, as many tasks as conn_per_s_utcp_client's client)."""
+    return 2 * client_threads
+
+
+POOL_WORKERS = pool_workers(RR_CLIENT_THREADS)
 
 
 async def rr_handler(stream: trio.abc.HalfCloseableStream) -> None:

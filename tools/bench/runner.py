@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 import trio
 
-from tools.bench.kernel_side import POOL_WORKERS, rr_corked_handler, rr_handler
+from tools.bench.kernel_side import RR_CLIENT_THREADS, pool_workers, rr_corked_handler, rr_handler
 from utcp.cli.common import OneLineParser, UsageError, check_output_path, mtu_argument
 from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
@@ -56,6 +56,7 @@ class Sizes:
     idle_connections: int
     conn_runs: int  # runs per connection-rate figure, reported as their median
     jumbo_mtu: int = 9000  # the larger MTU of rx_jumbo_MBps and tx_jumbo_MBps (--jumbo-mtu)
+    client_threads: int = RR_CLIENT_THREADS  # the kernel rr-client's connections in flight (--client-threads)
 
 
 FULL = Sizes(kernel_bytes=1024 * MB, bulk_bytes=200 * MB, sim_bytes=50 * MB, connections=5000,
@@ -63,6 +64,8 @@ FULL = Sizes(kernel_bytes=1024 * MB, bulk_bytes=200 * MB, sim_bytes=50 * MB, con
 QUICK = Sizes(kernel_bytes=100 * MB, bulk_bytes=20 * MB, sim_bytes=5 * MB, connections=500,
               idle_connections=1000, conn_runs=1)  # fmt: skip
 JUMBO_MTU = FULL.jumbo_mtu
+# A thread each in one Python process: past a few dozen the GIL, not the server, sets the rate.
+MAX_CLIENT_THREADS = 256
 
 # name -> (unit, baseline figure its ratio is taken against, or None)
 FIGURES: dict[str, tuple[str, str | None]] = {
@@ -134,14 +137,16 @@ def _veth_link(a: Namespace, a_end: str, b: Namespace, b_end: str) -> None:
     b.set_up(b_end)
 
 
-async def _rr_clients(a: Namespace, b: Namespace, server_mode: str, port: str, count: int) -> dict[str, Any]:
-    """The rr-client (4 threads) in `a` against kernel_side's `server_mode` (its words: the mode and
-    its options) on VETH_B in `b`."""
+async def _rr_clients(
+    a: Namespace, b: Namespace, server_mode: str, port: str, count: int, *, threads: int
+) -> dict[str, Any]:
+    """The rr-client (`threads` threads) in `a` against kernel_side's `server_mode` (its words: the mode
+    and its options) on VETH_B in `b`."""
     mode, *options = server_mode.split()
     server = KernelProcess(b, mode, port, *options)
     try:
         await server.ready()
-        return await KernelProcess(a, "rr-client", VETH_B, port, str(count), "4").result()
+        return await KernelProcess(a, "rr-client", VETH_B, port, str(count), str(threads)).result()
     finally:
         server.stop()
 
@@ -157,7 +162,9 @@ async def kernel_veth(sizes: Sizes) -> dict[str, float]:
         await source.result()
 
         async def rate(_: int) -> float:
-            conns = await _rr_clients(a, b, "rr-server", "5002", sizes.connections)
+            conns = await _rr_clients(
+                a, b, "rr-server", "5002", sizes.connections, threads=sizes.client_threads
+            )
             return float(conns["count"]) / float(conns["seconds"])
 
         conn_per_s = await _median(sizes, rate)
@@ -171,7 +178,7 @@ async def kernel_trio_server(sizes: Sizes, *, cork: bool = False) -> float:
     with netns() as a, netns() as b:
         _veth_link(a, "bta", b, "btb")
         mode = "trio-rr-server cork" if cork else "trio-rr-server"
-        got = await _rr_clients(a, b, mode, "5005", sizes.connections)
+        got = await _rr_clients(a, b, mode, "5005", sizes.connections, threads=sizes.client_threads)
     if got["failures"]:
         raise RuntimeError(f"trio kernel server: failures {got['failures']}")
     return float(got["count"]) / float(got["seconds"])
@@ -268,9 +275,11 @@ async def conn_kernel_client(
     count: int,
     workers: int | None = None,
     handler: Callable[[UtcpStream], Awaitable[None]] = rr_handler,
+    threads: int = RR_CLIENT_THREADS,
 ) -> float:
-    """The kernel rr-client against a utcp server running `handler`: under trio.serve_listeners (a task
-    per connection), or with `workers` under utcp.io.serve_workers (a fixed pool of tasks)."""
+    """The kernel rr-client (`threads` threads) against a utcp server running `handler`: under
+    trio.serve_listeners (a task per connection), or with `workers` under utcp.io.serve_workers (a
+    fixed pool of tasks)."""
     async with UtcpStack(netns=ns.name, linger=0.5) as stack:
         listeners = await stack.open_tcp_listeners(5004, backlog=1024)
 
@@ -279,7 +288,7 @@ async def conn_kernel_client(
                 await nursery.start(trio.serve_listeners, handler, listeners)
             else:
                 await nursery.start(functools.partial(serve_workers, handler, listeners, workers=workers))
-            client = KernelProcess(ns, "rr-client", UTCP, "5004", str(count), "4")
+            client = KernelProcess(ns, "rr-client", UTCP, "5004", str(count), str(threads))
             got = await client.result()
             nursery.cancel_scope.cancel()
     if got["failures"]:
@@ -287,12 +296,12 @@ async def conn_kernel_client(
     return float(got["count"]) / float(got["seconds"])
 
 
-async def conn_python_floor(ns: Namespace, count: int) -> float:
+async def conn_python_floor(ns: Namespace, count: int, threads: int = RR_CLIENT_THREADS) -> float:
     """The kernel client of conn_kernel_client against a bare Python responder (tools/bench_conn_floor):
     what TUN allows a Python server, the ceiling for conn_per_s_kernel_client."""
     from tools.bench_conn_floor import floor_server  # noqa: PLC0415 (it imports this module)
 
-    rate, _ = await floor_server(ns, count)
+    rate, _ = await floor_server(ns, count, threads)
     return rate
 
 
@@ -419,23 +428,28 @@ async def run_all(sizes: Sizes, only: set[str] | None, matrix: bool) -> dict[str
                 sizes, lambda run: conn_utcp_client(ns, sizes.connections, port=5003 + 100 * run)
             ),
         )
+        threads = sizes.client_threads
+        workers = pool_workers(threads)
         await step(
             ("conn_per_s_kernel_client",),
-            lambda: _median(sizes, lambda _: conn_kernel_client(ns, sizes.connections)),
+            lambda: _median(sizes, lambda _: conn_kernel_client(ns, sizes.connections, threads=threads)),
         )
         await step(
             ("conn_per_s_kernel_client_pool",),
-            lambda: _median(sizes, lambda _: conn_kernel_client(ns, sizes.connections, POOL_WORKERS)),
+            lambda: _median(
+                sizes, lambda _: conn_kernel_client(ns, sizes.connections, workers, threads=threads)
+            ),
         )
         await step(
             ("conn_per_s_kernel_client_pool_cork",),
             lambda: _median(
-                sizes, lambda _: conn_kernel_client(ns, sizes.connections, POOL_WORKERS, rr_corked_handler)
+                sizes,
+                lambda _: conn_kernel_client(ns, sizes.connections, workers, rr_corked_handler, threads),
             ),
         )
         await step(
             ("conn_per_s_python_floor",),
-            lambda: _median(sizes, lambda _: conn_python_floor(ns, sizes.connections)),
+            lambda: _median(sizes, lambda _: conn_python_floor(ns, sizes.connections, threads)),
         )
 
     async def sync(fn: Callable[[], float | None]) -> float | None:
@@ -470,6 +484,17 @@ def jumbo_mtu_argument(text: str) -> int:
     return mtu
 
 
+def client_threads_argument(text: str) -> int:
+    """argparse type for --client-threads: the kernel rr-client's threads, 1-256."""
+    try:
+        threads = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid thread count {text!r}") from None
+    if not 1 <= threads <= MAX_CLIENT_THREADS:
+        raise argparse.ArgumentTypeError(f"--client-threads {threads} out of range 1-{MAX_CLIENT_THREADS}")
+    return threads
+
+
 def figure_argument(text: str) -> str:
     """argparse type for --only: a figure's name."""
     if text not in FIGURES:
@@ -496,6 +521,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MTU",
         help=f"the larger MTU of rx_jumbo_MBps and tx_jumbo_MBps (default {JUMBO_MTU})",
     )
+    parser.add_argument(
+        "--client-threads",
+        type=client_threads_argument,
+        default=RR_CLIENT_THREADS,
+        metavar="N",
+        help="threads of the kernel rr-client, its connections in flight, in the connection figures where"
+        f" the kernel is the client (default {RR_CLIENT_THREADS}); the utcp pools get 2N workers",
+    )
     args = parser.parse_args(argv)
     try:
         check_output_path("--json", args.json)
@@ -503,14 +536,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     # The runtime logs every connection at info: thousands of lines would drown the table (and cost time).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    sizes = replace(QUICK if args.quick else FULL, jumbo_mtu=args.jumbo_mtu)
+    sizes = replace(
+        QUICK if args.quick else FULL, jumbo_mtu=args.jumbo_mtu, client_threads=args.client_threads
+    )
     only = set(args.only) if args.only else None
     figures = trio.run(run_all, sizes, only, not (args.quick or args.no_matrix))
     # Which RFC 1071 sum ran: the optional C extension or the pure-Python fallback (utcp.wire.checksum).
     checksum = "c" if ACCELERATED else "python"
     print(table(figures), flush=True)
-    print(f"checksum sums: {checksum}; jumbo MTU: {sizes.jumbo_mtu}", flush=True)
+    print(
+        f"checksum sums: {checksum}; jumbo MTU: {sizes.jumbo_mtu};"
+        f" kernel client threads: {sizes.client_threads}",
+        flush=True,
+    )
     if args.json:
-        report = {"figures": figures, "quick": args.quick, "checksum": checksum, "jumbo_mtu": sizes.jumbo_mtu}
+        report = {
+            "figures": figures,
+            "quick": args.quick,
+            "checksum": checksum,
+            "jumbo_mtu": sizes.jumbo_mtu,
+            "client_threads": sizes.client_threads,
+        }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
