@@ -5,7 +5,8 @@ The responder is not a TCP stack: one loop (no trio, no tasks) reads the TUN fd 
 epoll, verifies each packet's checksums (the C word sum utcp uses), and answers the rr-client's exchange
 from a dict of ISNs: SYN -> SYN-ACK (MSS option), the request byte -> the reply byte with FIN, the
 client's FIN -> its ACK (no TIME-WAIT, no timers, no retransmission, no options beyond MSS). Whatever
-utcp adds to a connection (state machine, options, timers, the trio API) comes on top of this.
+utcp adds to a connection (state machine, options, timers, the trio API) comes on top of this. Answers
+leave as the stack's do, through `TunDevice.try_send`: the C helper's write thread where it is built.
 
 Run (root): .venv/bin/python -m tools.bench_conn_floor [--count N] [--runs R]
 Each run prints the floor's and utcp's conn/s (utcp: tools.bench's conn_kernel_client) alternately in
@@ -15,6 +16,7 @@ the same namespace setup, with the CPU the responder thread spent per connection
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import select
@@ -22,6 +24,7 @@ import statistics
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 import trio
@@ -57,8 +60,9 @@ def _packet(
 class FloorResponder:
     """The rr-client's peer in as few steps as Python allows (see the module docstring)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, send: Callable[[bytes], bool] | None = None) -> None:
         self.fd = fd
+        self.send = send  # None: write(2) in place
         self.isn: dict[tuple[bytes, int], int] = {}
         self.served = 0
         self.dropped = 0
@@ -97,7 +101,8 @@ class FloorResponder:
 
     def run(self) -> None:
         start = time.thread_time()
-        fd, answer, read, write = self.fd, self.answer, os.read, os.write
+        fd, answer, read = self.fd, self.answer, os.read
+        send = self.send or functools.partial(os.write, fd)
         poller = select.epoll()
         poller.register(fd, select.EPOLLIN)
         try:
@@ -108,8 +113,8 @@ class FloorResponder:
                     poller.poll(0.1)
                     continue
                 out = answer(pkt)
-                if out is not None:
-                    write(fd, out)
+                if out is not None and not send(out):
+                    self.dropped += 1  # the write thread's queue is full: lost, as on a wire
         finally:
             poller.close()
             self.cpu_seconds = time.thread_time() - start
@@ -121,7 +126,7 @@ async def floor_server(ns: Namespace, count: int, threads: int = RR_CLIENT_THREA
         lambda: TunDevice.open(address="198.18.0.1/24", netns=ns.name, name="ufloor%d")
     )
     try:
-        responder = FloorResponder(tun.fileno())
+        responder = FloorResponder(tun.fileno(), tun.try_send)
         thread = threading.Thread(target=responder.run, name="floor-responder")
         thread.start()
         try:

@@ -116,6 +116,16 @@ async def test_kick_sends_at_once_in_the_callers_task() -> None:
         assert parse_ipv4(raw).tcp.seq == 7
 
 
+async def test_the_links_write_errors_are_in_the_stats() -> None:
+    # a TunDevice's write thread counts the packets its write(2) refused; the runtime reports them
+    host = ScriptedHost()
+    ours, _theirs = memory_link_pair()
+    async with HostRuntime(host, ours) as runtime:  # type: ignore[arg-type]
+        assert "link_write_errors" not in runtime.stats
+        ours.write_errors = 3  # type: ignore[attr-defined]
+        assert runtime.stats["link_write_errors"] == 3
+
+
 async def test_a_kick_that_moves_the_deadline_earlier_re_arms_the_sleeping_driver(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

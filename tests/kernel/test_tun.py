@@ -140,8 +140,9 @@ async def test_kernel_syn_is_read_and_our_rst_reaches_the_kernel(namespace: Name
 async def test_an_answer_written_inside_our_write_is_read_without_waiting(
     namespace: Namespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The kernel answers a SYN to a closed port with an RST inside our write(2): receive_batch reads it
-    # before asking epoll, and is still a checkpoint; with nothing queued it waits and can be cancelled.
+    # Written in place, the kernel answers a SYN to a closed port with an RST inside our write(2):
+    # receive_batch reads it before asking epoll, and is still a checkpoint; with nothing queued it waits
+    # and can be cancelled. (Through the write thread the answer comes later: epoll says when.)
     waits = 0
     wait_readable = trio.lowlevel.wait_readable
 
@@ -151,7 +152,7 @@ async def test_an_answer_written_inside_our_write_is_read_without_waiting(
         await wait_readable(fd)
 
     monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
-    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, mtu=1400) as tun:
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, mtu=1400, write_thread=False) as tun:
         syn = IPv4Packet(
             src=UTCP,
             dst=KERNEL,

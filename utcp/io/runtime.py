@@ -406,6 +406,10 @@ class HostRuntime:
             "bytes_out": self._bytes_out,
         }
         stats.update({name: count for name, count in counts.items() if count})  # absent while 0, as before
+        # packets a TUN device's write thread could not write (utcp.io.tun): the device's own count
+        write_errors = getattr(self.link, "write_errors", 0)
+        if write_errors:
+            stats["link_write_errors"] = write_errors
         self._batches_in = self._packets_in = self._bytes_in = 0
         self._packets_out = self._bytes_out = 0
         return stats

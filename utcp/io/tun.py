@@ -5,6 +5,13 @@ namespace, so the interface, its address and its connected route exist only ther
 descriptor stays usable from the main thread afterwards. The kernel end of the link gets `address`
 (e.g. 198.18.0.1/24); the userspace host answers for another address of that prefix (198.18.0.2),
 which the kernel reaches through the device's connected route. Closing the fd removes the device.
+
+Writes go through a thread of the optional C helper `utcp.io._tunwrite` when it is built: the kernel
+runs its receive path for a packet (IP, then the kernel peer's TCP) inside the write(2), so the stack
+hands the packet over and goes on while that work runs on the other CPU. Packets leave in order; one
+the kernel refuses is counted in `write_errors` and lost, as on a wire. `write_thread=False`, or
+UTCP_TUN_WRITE_THREAD=0 in the environment, writes in place instead: then the kernel has taken each
+packet when `try_send` returns.
 """
 
 from __future__ import annotations
@@ -25,6 +32,20 @@ from utcp.lab.netns import NETNS_DIR, run_in_namespace
 DEFAULT_NAME = "utcp%d"  # the kernel fills in %d
 READ_SIZE = 65536  # no IFF_VNET_HDR: the kernel segments for us, but be generous
 MAX_BATCH = 256  # packets drained per wakeup, so one busy device cannot starve the scheduler
+# Bytes the write thread may hold; past it try_send returns False and the runtime's backlog waits in
+# wait_writable, as for a device that would block. 1 MiB: ~700 packets at MTU 1500, 16 TSO segments.
+WRITE_QUEUE_LIMIT = 1 << 20
+
+try:
+    from utcp.io._tunwrite import TunWriter
+except ImportError:  # not built (no C compiler): writes stay in place
+    TunWriter = None  # type: ignore[assignment,misc]
+
+
+def write_thread_default() -> bool:
+    """Whether a TunDevice writes through the C helper's thread unless told: when it is built, and
+    UTCP_TUN_WRITE_THREAD is not 0 (which measures and debugs the in-place writes)."""
+    return TunWriter is not None and os.environ.get("UTCP_TUN_WRITE_THREAD", "1") != "0"
 
 
 class TunError(OSError):
@@ -66,7 +87,13 @@ class TunDevice:
     """A non-blocking TUN fd with batch reads for trio. Use `TunDevice.open(...)` to create one."""
 
     def __init__(
-        self, device: pytun.TunTapDevice, *, mtu: int, netns: Path | None, offload: bool = False
+        self,
+        device: pytun.TunTapDevice,
+        *,
+        mtu: int,
+        netns: Path | None,
+        offload: bool = False,
+        write_thread: bool | None = None,
     ) -> None:
         self._device = device
         # IFF_VNET_HDR: a virtio_net_hdr precedes every packet both ways; try_send_gso() is usable.
@@ -79,6 +106,21 @@ class TunDevice:
         self.non_ipv4_dropped = 0
         self._maybe_ready = False  # packets may be queued without epoll having said so (see receive_batch)
         os.set_blocking(self._fd, False)
+        if write_thread is None:
+            write_thread = write_thread_default()
+        if write_thread and TunWriter is None:
+            raise ValueError("write_thread needs the C helper utcp.io._tunwrite, which is not built")
+        self._writer = TunWriter(self._fd, WRITE_QUEUE_LIMIT) if write_thread else None
+
+    @property
+    def write_thread(self) -> bool:
+        """Whether packets are written by the C helper's thread (see the module docstring)."""
+        return self._writer is not None
+
+    @property
+    def write_errors(self) -> int:
+        """Packets the write thread's write(2) refused (dropped); in place, the error is raised."""
+        return self._writer.errors if self._writer is not None else 0
 
     @classmethod
     def open(
@@ -90,12 +132,15 @@ class TunDevice:
         mtu: int = 1500,
         disable_ipv6: bool = True,
         offload: bool = False,
+        write_thread: bool | None = None,
     ) -> TunDevice:
         """Create the device in `netns` (a name under /run/netns or a path; None: the current one).
 
         `address` is the *kernel's* address with its prefix, e.g. "198.18.0.1/24". `offload` opens it
         with IFF_VNET_HDR and TSO/checksum offloads (see utcp.io.gso): reads can then be 64 KB TCP
         super-segments whose checksums are not filled in, so the host must not verify them.
+        `write_thread`: write through the C helper's thread (None: when it is built, see the module
+        docstring).
         """
         interface = ipaddress.IPv4Interface(address)
         if interface.network.prefixlen == 32:
@@ -113,7 +158,11 @@ class TunDevice:
                 dev = run_in_namespace(path, _configure, name, interface, mtu, disable_ipv6, offload)
         except pytun.Error as exc:
             raise TunError(errno.EIO, f"cannot create TUN device: {exc}") from exc
-        return cls(dev, mtu=mtu, netns=path, offload=offload)
+        try:
+            return cls(dev, mtu=mtu, netns=path, offload=offload, write_thread=write_thread)
+        except BaseException:
+            dev.close()
+            raise
 
     def fileno(self) -> int:
         return self._fd
@@ -172,6 +221,10 @@ class TunDevice:
         """Write one packet without blocking; False when the device would block (caller retries)."""
         if self.closed:
             raise trio.ClosedResourceError("TUN device closed")
+        writer = self._writer
+        if writer is not None:
+            # The kernel's answer comes once the thread has written: no early read (_maybe_ready).
+            return writer.push_pair(NO_GSO, data) if self.gso else writer.push(data)
         try:
             if self.gso:
                 os.writev(self._fd, (NO_GSO, data))
@@ -187,6 +240,8 @@ class TunDevice:
         (`header_len`: IPv4 + TCP header bytes). Only with `offload`; False when it would block."""
         if self.closed:
             raise trio.ClosedResourceError("TUN device closed")
+        if self._writer is not None:
+            return self._writer.push_pair(gso_header(header_len, gso_size), data)
         try:
             os.writev(self._fd, (gso_header(header_len, gso_size), data))
         except BlockingIOError:
@@ -195,7 +250,17 @@ class TunDevice:
         return True
 
     async def wait_writable(self) -> None:
-        await trio.lowlevel.wait_writable(self._fd)
+        """Wait until a try_send that returned False may succeed."""
+        writer = self._writer
+        if writer is None:
+            await trio.lowlevel.wait_writable(self._fd)
+            return
+        if self.closed:
+            raise trio.ClosedResourceError("TUN device closed")
+        # The thread makes space_fd (an eventfd) readable when it takes the queue that refused.
+        await trio.lowlevel.wait_readable(writer.space_fd)
+        with contextlib.suppress(BlockingIOError):
+            os.read(writer.space_fd, 8)
 
     async def send(self, data: bytes) -> None:
         """Write one packet, waiting while the device would block."""
@@ -209,6 +274,10 @@ class TunDevice:
         self.closed = True
         with contextlib.suppress(Exception):
             trio.lowlevel.notify_closing(self._fd)
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                trio.lowlevel.notify_closing(self._writer.space_fd)
+            self._writer.close()  # what is queued goes out first, then the thread ends
         self._device.close()
 
     def __enter__(self) -> TunDevice:

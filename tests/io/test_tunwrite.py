@@ -1,0 +1,132 @@
+"""The C helper's write thread (utcp.io._tunwrite.TunWriter), on AF_UNIX SOCK_SEQPACKET sockets, which
+keep each write one message as a TUN device keeps it one packet: packets leave in order and whole, a
+full queue refuses and says when it has room, a failed write is counted and lost, close() writes what
+is queued first."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import select
+import socket
+import threading
+
+import pytest
+
+tunwrite = pytest.importorskip("utcp.io._tunwrite", reason="the optional C helper is not built")
+TunWriter = tunwrite.TunWriter
+
+
+def messages(sock: socket.socket, count: int) -> list[bytes]:
+    return [sock.recv(70000) for _ in range(count)]
+
+
+def readable(fd: int, timeout: float) -> bool:
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def test_packets_leave_in_order_and_whole() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    rng = random.Random(7)
+    sent: list[bytes] = []
+    writer = TunWriter(ours.fileno(), 1 << 30)
+    try:
+        for i in range(3000):
+            data = rng.randbytes(rng.randrange(1, 1500))
+            if i % 3 == 0:
+                head = bytes([i % 256]) * 10
+                assert writer.push_pair(head, memoryview(data))  # a vnet header and its packet
+                sent.append(head + data)
+            else:
+                assert writer.push(bytearray(data) if i % 2 else data)
+                sent.append(data)
+            if i % 100 == 99:
+                assert messages(theirs, 100) == sent[i - 99 : i + 1]
+    finally:
+        writer.close()
+    assert writer.written == 3000 and writer.errors == 0 and writer.queued == 0
+    ours.close()
+    theirs.close()
+
+
+def test_close_writes_what_is_queued_first() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.extend(messages(theirs, 200)))
+    reader.start()  # more than the socket buffers: close() waits for the writes, which wait for it
+    writer = TunWriter(ours.fileno(), 1 << 30)
+    for i in range(200):
+        assert writer.push(i.to_bytes(2, "big") * 1000)
+    writer.close()
+    assert writer.closed and writer.written == 200
+    reader.join()
+    assert got == [i.to_bytes(2, "big") * 1000 for i in range(200)]
+    writer.close()  # again: nothing
+    with pytest.raises(ValueError, match="closed"):
+        writer.push(b"late")
+    with pytest.raises(ValueError, match="closed"):
+        writer.push_pair(b"", b"late")
+    ours.close()
+    theirs.close()
+
+
+def test_the_thread_writes_to_a_duplicate_of_the_fd() -> None:
+    # Closing the caller's fd first (a device closed before its writer) leaves the writer's own
+    # duplicate: queued packets still reach the same socket, and nothing else can get them.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    writer = TunWriter(ours.fileno(), 1 << 20)
+    ours.close()
+    assert writer.push(b"after the caller closed")
+    writer.close()
+    assert messages(theirs, 1) == [b"after the caller closed"] and writer.errors == 0
+    theirs.setblocking(False)
+    assert theirs.recv(100) == b""  # the duplicate is closed too: the peer sees the end
+    theirs.close()
+
+
+def test_a_full_queue_refuses_then_signals_room() -> None:
+    # The reader does not read: the socket's buffer fills, the thread blocks in write(2), the queue
+    # reaches its limit and push() refuses. Once the reader drains, the thread takes the queue and makes
+    # space_fd readable; nothing was lost or reordered.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writer = TunWriter(ours.fileno(), 20_000)
+    sent: list[bytes] = []
+    try:
+        n = 0
+        while writer.push(packet := n.to_bytes(4, "big") * 250):
+            sent.append(packet)
+            n += 1
+            assert n < 10_000, "the queue never refused"
+        assert writer.queued >= 20_000
+        assert not readable(writer.space_fd, 0.05)  # still full: no room signalled
+        got = messages(theirs, len(sent))  # the reader drains
+        assert got == sent
+        assert readable(writer.space_fd, 5)
+        assert os.read(writer.space_fd, 8) == (1).to_bytes(8, "little")
+        assert writer.push(packet)
+        assert messages(theirs, 1) == [packet]
+    finally:
+        writer.close()
+    assert writer.errors == 0
+    ours.close()
+    theirs.close()
+
+
+def test_a_failed_write_is_counted_and_the_packet_lost() -> None:
+    r, w = os.pipe()
+    writer = TunWriter(r, 1 << 20)  # the read end: every write(2) fails with EBADF
+    try:
+        assert writer.push(b"lost") and writer.push_pair(b"h", b"lost too")
+    finally:
+        writer.close()
+    assert (writer.written, writer.errors, writer.last_errno) == (0, 2, errno.EBADF)
+    os.close(r)
+    os.close(w)
+
+
+@pytest.mark.parametrize(("fd", "limit"), [(-1, 100), (0, 0)])
+def test_bad_arguments_are_refused(fd: int, limit: int) -> None:
+    with pytest.raises(ValueError, match="fd >= 0 and limit > 0"):
+        TunWriter(fd, limit)

@@ -1,0 +1,117 @@
+"""TUN writes through the C helper's thread (utcp.io._tunwrite), against the kernel: on by default where
+it is built, off on request; the kernel answers what the thread writes; a full queue holds the stack's
+packets in its backlog until the thread has room, and a transfer through a tiny queue is byte-exact;
+closing with a task waiting for room wakes it."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from tests.kernel.helpers import KERNEL, UTCP
+from tests.kernel.transfers import utcp_client_to_kernel_echo
+from utcp.io import tun as tun_module
+from utcp.io.tun import TunDevice, write_thread_default
+from utcp.lab.netns import Namespace
+from utcp.wire.codec import build_ipv4, parse_ipv4
+from utcp.wire.packet import IPv4Packet, TcpFlags, TcpSegment
+
+pytest.importorskip("utcp.io._tunwrite", reason="the optional C helper is not built")
+
+
+def syn(port: int) -> bytes:
+    segment = TcpSegment(src_port=port, dst_port=9, seq=1000, ack=0, flags=TcpFlags.SYN, window=1000)
+    return build_ipv4(IPv4Packet(src=UTCP, dst=KERNEL, payload=segment))
+
+
+def test_on_by_default_off_on_request(namespace: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert write_thread_default()
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+        assert tun.write_thread
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, write_thread=False) as tun:
+        assert not tun.write_thread
+    monkeypatch.setenv("UTCP_TUN_WRITE_THREAD", "0")
+    assert not write_thread_default()
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+        assert not tun.write_thread
+    monkeypatch.setattr(tun_module, "TunWriter", None)
+    with pytest.raises(ValueError, match="not built"):
+        TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, write_thread=True)
+
+
+async def test_the_kernel_answers_what_the_thread_writes(namespace: Namespace) -> None:
+    # SYNs to a closed port: the kernel answers each with an RST, in the order written
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+        ports = list(range(40000, 40050))
+        for port in ports:
+            assert tun.try_send(syn(port))
+        answered: list[int] = []
+        with trio.fail_after(5):
+            while len(answered) < len(ports):
+                answered += [parse_ipv4(raw).tcp.dst_port for raw in await tun.receive_batch()]
+        assert answered == ports
+        assert tun.write_errors == 0
+
+
+async def test_a_full_queue_refuses_and_wait_writable_says_when_there_is_room(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tun_module, "WRITE_QUEUE_LIMIT", 1)  # one packet queued refuses the next
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+        refused = 0
+        sent = 0
+        with trio.fail_after(10):
+            for port in range(41000, 41200):
+                while not tun.try_send(syn(port)):
+                    refused += 1
+                    await tun.wait_writable()
+                sent += 1
+            answered = 0
+            while answered < sent:
+                answered += len(await tun.receive_batch())
+        assert refused > 0 and answered == 200
+
+
+async def test_close_wakes_a_task_waiting_for_room(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tun_module, "WRITE_QUEUE_LIMIT", 1)
+    tun = TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name)
+    try:
+        port = 42000
+        while tun.try_send(syn(port)):
+            port += 1
+        async with trio.open_nursery() as nursery:
+
+            async def waiter() -> None:
+                # room may come before close does; then the next refused packet waits again
+                with pytest.raises(trio.ClosedResourceError):
+                    while True:
+                        await tun.wait_writable()
+                        tun.try_send(syn(port))
+
+            nursery.start_soon(waiter)
+            await trio.sleep(0.05)
+            tun.close()
+    finally:
+        tun.close()
+
+
+async def test_a_transfer_through_a_tiny_queue_is_byte_exact(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3,000 bytes of queue: about two packets, so most of the stack's packets wait in its backlog for
+    # the thread's room (HostRuntime._writer_task), and nothing is lost or reordered
+    monkeypatch.setattr(tun_module, "WRITE_QUEUE_LIMIT", 3000)
+    waits = 0
+    wait_writable = TunDevice.wait_writable
+
+    async def counting(self: TunDevice) -> None:
+        nonlocal waits
+        waits += 1
+        await wait_writable(self)
+
+    monkeypatch.setattr(TunDevice, "wait_writable", counting)
+    result = await utcp_client_to_kernel_echo(namespace, 4 << 20, timeout=60)
+    assert result.received == 4 << 20 and result.sha256_ok
+    assert waits > 10
