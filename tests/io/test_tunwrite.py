@@ -5,12 +5,15 @@ is queued first."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
 import select
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -44,15 +47,16 @@ def test_packets_leave_in_order_and_whole() -> None:
             if i % 100 == 99:
                 assert messages(theirs, 100) == sent[i - 99 : i + 1]
     finally:
+        theirs.close()  # a write still blocked then fails: close() cannot hang
         writer.close()
     assert writer.written == 3000 and writer.errors == 0 and writer.queued == 0
     ours.close()
-    theirs.close()
 
 
 def test_close_writes_what_is_queued_first() -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     got: list[bytes] = []
+    theirs.settimeout(10)  # should the writer stop, the reader ends (and the test fails)
     reader = threading.Thread(target=lambda: got.extend(messages(theirs, 200)))
     reader.start()  # more than the socket buffers: close() waits for the writes, which wait for it
     writer = TunWriter(ours.fileno(), 1 << 30)
@@ -86,32 +90,54 @@ def test_the_thread_writes_to_a_duplicate_of_the_fd() -> None:
 
 
 def test_a_full_queue_refuses_then_signals_room() -> None:
-    # The reader does not read: the socket's buffer fills, the thread blocks in write(2), the queue
-    # reaches its limit and push() refuses. Once the reader drains, the thread takes the queue and makes
-    # space_fd readable; nothing was lost or reordered.
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    writer = TunWriter(ours.fileno(), 20_000)
-    sent: list[bytes] = []
+    # A full pipe blocks the thread in write(2) with its first packet taken; pushes then fill the queue
+    # to its limit and push() refuses, with no room signalled. Once the reader drains, the thread takes
+    # the queue and makes space_fd readable; nothing was lost or reordered.
+    r, w = os.pipe()
+    prefill = 0
+    with contextlib.suppress(BlockingIOError):
+        os.set_blocking(w, False)
+        while True:
+            prefill += os.write(w, b"p" * 4096)
+    os.set_blocking(w, True)
+    writer = TunWriter(w, 20_000)
+    sent = [(0).to_bytes(4, "big") * 250]
     try:
-        n = 0
-        while writer.push(packet := n.to_bytes(4, "big") * 250):
+        assert writer.push(sent[0])
+        wait_until(lambda: writer.queued == 0)  # taken: the thread now waits in write(2)
+        while writer.push(packet := len(sent).to_bytes(4, "big") * 250):
             sent.append(packet)
-            n += 1
-            assert n < 10_000, "the queue never refused"
+            assert len(sent) < 10_000, "the queue never refused"
         assert writer.queued >= 20_000
         assert not readable(writer.space_fd, 0.05)  # still full: no room signalled
-        got = messages(theirs, len(sent))  # the reader drains
-        assert got == sent
+        expected = b"p" * prefill + b"".join(sent)
+        assert read_exactly(r, len(expected)) == expected  # the reader drains
         assert readable(writer.space_fd, 5)
         assert os.read(writer.space_fd, 8) == (1).to_bytes(8, "little")
         assert writer.push(packet)
-        assert messages(theirs, 1) == [packet]
+        assert read_exactly(r, len(packet)) == packet
     finally:
+        os.close(r)  # a thread still blocked in write(2) gets EPIPE and ends: close() cannot hang
         writer.close()
+        os.close(w)
     assert writer.errors == 0
-    ours.close()
-    theirs.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def read_exactly(fd: int, n: int) -> bytes:
+    chunks = []
+    while n > 0:
+        assert readable(fd, 5), "the writer stopped writing"
+        chunk = os.read(fd, n)
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
 
 
 def test_a_failed_write_is_counted_and_the_packet_lost() -> None:
