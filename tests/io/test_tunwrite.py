@@ -156,3 +156,32 @@ def test_a_failed_write_is_counted_and_the_packet_lost() -> None:
 def test_bad_arguments_are_refused(fd: int, limit: int) -> None:
     with pytest.raises(ValueError, match="fd >= 0 and limit > 0"):
         TunWriter(fd, limit)
+
+
+def test_a_forks_child_cannot_push_and_closes_without_waiting() -> None:
+    # The child has no copy of the thread: a push there would queue packets nobody writes, and a join
+    # would wait forever. It refuses the push; close() returns.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    writer = TunWriter(ours.fileno(), 1 << 20)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            status = 1
+            try:
+                writer.push(b"from the child")
+            except RuntimeError as exc:
+                status = 0 if "before a fork" in str(exc) else 2
+            writer.close()
+            own = TunWriter(ours.fileno(), 1 << 20)  # a writer made in the child has its thread
+            own.push(b"from the child's own writer")
+            own.close()
+            os._exit(status)
+        _, wait_status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(wait_status) == 0
+        assert messages(theirs, 1) == [b"from the child's own writer"]
+        assert writer.push(b"from the parent")  # the parent's thread is untouched
+        assert messages(theirs, 1) == [b"from the parent"]
+    finally:
+        theirs.close()
+        writer.close()
+        ours.close()

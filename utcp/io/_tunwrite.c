@@ -17,6 +17,7 @@
  *   close() writes what is queued, then ends the thread (the GIL released while it waits).
  *   written, errors, last_errno, queued: what the thread did. A write that fails is counted and the
  *     packet dropped, as a packet lost on a wire.
+ * A fork's child has no such thread: there push() raises, and close() only closes the fds.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,8 +38,15 @@ typedef struct node {
     unsigned char data[];
 } node;
 
+/* Counts the forks this process came out of (pthread_atfork): a writer from another generation has
+ * its thread, and maybe its mutex's holder, in the parent. */
+static unsigned long fork_generation;
+
+static void on_fork_child(void) { fork_generation++; }
+
 typedef struct {
     PyObject_HEAD
+    unsigned long generation;
     int fd;
     int space_fd;
     int started;
@@ -126,6 +134,7 @@ static int TunWriter_init(TunWriter *w, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "TunWriter needs fd >= 0 and limit > 0");
         return -1;
     }
+    w->generation = fork_generation;
     w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (w->fd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -197,6 +206,10 @@ static int check_open(TunWriter *w) {
         PyErr_SetString(PyExc_ValueError, "TunWriter is closed");
         return -1;
     }
+    if (w->generation != fork_generation) {
+        PyErr_SetString(PyExc_RuntimeError, "TunWriter was created before a fork: its thread is not in this process");
+        return -1;
+    }
     return 0;
 }
 
@@ -233,6 +246,13 @@ static PyObject *TunWriter_push_pair(TunWriter *w, PyObject *const *args, Py_ssi
 
 /* The caller set w->closed (holding the GIL, so no push starts after it). */
 static void stop(TunWriter *w) {
+    if (w->generation != fork_generation) {
+        /* a fork's child: no thread to end, and the mutex may be held by a thread that is not here */
+        close(w->space_fd);
+        close(w->fd);
+        w->space_fd = -1;
+        return;
+    }
     pthread_mutex_lock(&w->mu);
     w->closing = 1;
     pthread_cond_signal(&w->cv);
@@ -258,7 +278,7 @@ static void TunWriter_dealloc(TunWriter *w) {
         w->closed = 1;
         stop(w);
     }
-    if (w->started) {
+    if (w->started && w->generation == fork_generation) {
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
     }
@@ -266,7 +286,7 @@ static void TunWriter_dealloc(TunWriter *w) {
 }
 
 static PyObject *counter(TunWriter *w, int which) {
-    if (!w->started)
+    if (!w->started || w->generation != fork_generation)
         return PyLong_FromLong(0);
     pthread_mutex_lock(&w->mu);
     unsigned long long v = which == 0   ? w->written
@@ -320,6 +340,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "utcp.io._tunwrite", 
 PyMODINIT_FUNC PyInit__tunwrite(void) {
     if (PyType_Ready(&TunWriterType) < 0)
         return NULL;
+    if (pthread_atfork(NULL, NULL, on_fork_child) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
