@@ -1,4 +1,4 @@
-"""TUN writes through the C helper's thread (utcp.io._tunwrite), against the kernel: on by default where
+"""TUN writes through the C helper's thread (utcp.io._tunio), against the kernel: on by default where
 it is built, off on request; the kernel answers what the thread writes; a full queue holds the stack's
 packets in its backlog until the thread has room, and a transfer through a tiny queue is byte-exact;
 closing with a task waiting for room wakes it."""
@@ -16,7 +16,7 @@ from utcp.lab.netns import Namespace
 from utcp.wire.codec import build_ipv4, parse_ipv4
 from utcp.wire.packet import IPv4Packet, TcpFlags, TcpSegment
 
-pytest.importorskip("utcp.io._tunwrite", reason="the optional C helper is not built")
+pytest.importorskip("utcp.io._tunio", reason="the optional C helper is not built")
 
 
 def syn(port: int) -> bytes:

@@ -1,7 +1,8 @@
-"""The C helper's write thread (utcp.io._tunwrite.TunWriter), on AF_UNIX SOCK_SEQPACKET sockets, which
-keep each write one message as a TUN device keeps it one packet: packets leave in order and whole, a
-full queue refuses and says when it has room, a failed write is counted and lost, close() writes what
-is queued first."""
+"""The C helper utcp.io._tunio, on AF_UNIX SOCK_SEQPACKET sockets, which keep each write one message as
+a TUN device keeps it one packet. Its write thread (TunWriter): packets leave in order and whole, a full
+queue refuses and says when it has room, a failed write is counted and lost, close() writes what is
+queued first, a fork's child cannot use its parent's. Its read loop (read_batch): what TunDevice's
+Python loop reads, held equal to it by a hypothesis test."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-tunwrite = pytest.importorskip("utcp.io._tunwrite", reason="the optional C helper is not built")
-TunWriter = tunwrite.TunWriter
+from utcp.io import tun as tun_module
+from utcp.io.tun import TunDevice
+
+tunio = pytest.importorskip("utcp.io._tunio", reason="the optional C helper is not built")
+TunWriter = tunio.TunWriter
 
 
 def messages(sock: socket.socket, count: int) -> list[bytes]:
@@ -185,3 +192,84 @@ def test_a_forks_child_cannot_push_and_closes_without_waiting() -> None:
         theirs.close()
         writer.close()
         ours.close()
+
+
+# -- read_batch: the C loop behind TunDevice._read_queued ----------------------------------------------
+def queued(messages_: list[bytes]) -> tuple[socket.socket, socket.socket]:
+    """A non-blocking SOCK_SEQPACKET reader with `messages_` queued, one read(2) each, as on a TUN."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for message in messages_:
+        ours.send(message)
+    theirs.setblocking(False)
+    return ours, theirs
+
+
+def test_read_batch_reads_until_eagain_or_the_limit() -> None:
+    ipv4 = [bytes([0x45]) + bytes([i]) * 30 for i in range(5)]
+    ours, theirs = queued([ipv4[0], b"\x60ipv6", ipv4[1], b"\x00", ipv4[2], ipv4[3], ipv4[4]])
+    try:
+        assert tunio.read_batch(theirs.fileno(), 4, 0) == (ipv4[:2], 2, True)  # the limit counts reads
+        assert tunio.read_batch(theirs.fileno(), 10, 0) == (ipv4[2:], 0, False)  # then EAGAIN
+        assert tunio.read_batch(theirs.fileno(), 10, 0) == ([], 0, False)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_read_batch_strips_the_vnet_header() -> None:
+    header = bytes(10)
+    ours, theirs = queued([header + b"\x45data", header, header + b"\x60v6", b"short"])
+    try:
+        assert tunio.read_batch(theirs.fileno(), 10, 10) == ([b"\x45data"], 3, False)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_read_batch_raises_when_nothing_was_read() -> None:
+    r, w = os.pipe()
+    os.close(w)
+    with pytest.raises(OSError) as caught:
+        tunio.read_batch(w, 10, 0)  # closed: EBADF
+    assert caught.value.errno == errno.EBADF
+    os.close(r)
+    for args in [(-1, 10, 0), (r, 10, 65), (r, -1, 0)]:
+        with pytest.raises(ValueError, match="read_batch needs"):
+            tunio.read_batch(*args)
+
+
+@given(
+    messages_=st.lists(st.binary(min_size=0, max_size=1600), max_size=40),
+    max_packets=st.integers(min_value=0, max_value=50),
+    gso=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_read_batch_equals_the_python_loop(
+    messages_: list[bytes], max_packets: int, gso: bool, monkeypatch_module: Any
+) -> None:
+    # TunDevice._read_queued with the C loop and with its pure-Python fallback: the same packets, the
+    # same count of non-IPv4 frames, the same `_maybe_ready`, round after round until both are drained
+    results = []
+    for c_loop in (True, False):
+        ours, theirs = queued([m for m in messages_ if m])  # an empty send is no message
+        device = object.__new__(TunDevice)
+        device._fd, device.gso, device.closed = theirs.fileno(), gso, False
+        device.non_ipv4_dropped, device._maybe_ready = 0, False
+        rounds = []
+        with monkeypatch_module.context() as patch:
+            if not c_loop:
+                patch.setattr(tun_module, "read_batch", None)
+            for _ in range(4):
+                batch = device._read_queued(max_packets)
+                rounds.append((batch, device.non_ipv4_dropped, device._maybe_ready))
+        ours.close()
+        theirs.close()
+        results.append(rounds)
+    assert results[0] == results[1]
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    # hypothesis runs many examples in one test call: a function-scoped fixture would be shared anyway
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch

@@ -1,4 +1,5 @@
-/* Optional C helper for utcp.io.tun: a thread that writes a TUN device's packets.
+/* Optional C helper for utcp.io.tun: a thread that writes a TUN device's packets, and a loop that reads
+ * them.
  *
  * A write(2) into a TUN device runs the kernel's receive path for that packet inside the call: IP, then
  * the TCP work of the kernel peer (a SYN-ACK's ACK, a wake-up of the peer's reader). In a utcp process
@@ -18,11 +19,18 @@
  *   written, errors, last_errno, queued: what the thread did. A write that fails is counted and the
  *     packet dropped, as a packet lost on a wire.
  * A fork's child has no such thread: there push() raises, and close() only closes the fds.
+ *
+ * read_batch(fd, max_packets, skip) -> (packets, non_ipv4, more) reads a non-blocking fd until EAGAIN
+ * or max_packets, as utcp.io.tun's Python loop does with os.read: each packet without its first `skip`
+ * bytes (a virtio_net_hdr), frames whose version nibble is not 4 counted in non_ipv4 and left out, `more`
+ * True when the limit (not EAGAIN) ended the loop. A read error after some packets returns them (the
+ * next call meets it again); before any, it raises OSError. Each packet is copied once, at its length.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -324,7 +332,7 @@ static PyMethodDef TunWriter_methods[] = {
 
 static PyTypeObject TunWriterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "utcp.io._tunwrite.TunWriter",
+    .tp_name = "utcp.io._tunio.TunWriter",
     .tp_basicsize = sizeof(TunWriter),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A thread that writes queued packets to a TUN fd in order.",
@@ -335,9 +343,74 @@ static PyTypeObject TunWriterType = {
     .tp_getset = TunWriter_getset,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "utcp.io._tunwrite", NULL, -1, NULL};
+/* One packet at a time, with the GIL held throughout (the reads do not block): no other thread uses it. */
+static unsigned char read_buffer[65536 + 64];
 
-PyMODINIT_FUNC PyInit__tunwrite(void) {
+static PyObject *read_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "read_batch(fd, max_packets, skip) takes 3 arguments");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    Py_ssize_t max_packets = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t skip = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX || skip < 0 || skip > 64 || max_packets < 0) {
+        PyErr_SetString(PyExc_ValueError, "read_batch needs fd >= 0, 0 <= skip <= 64 and max_packets >= 0");
+        return NULL;
+    }
+    PyObject *packets = PyList_New(0);
+    if (!packets)
+        return NULL;
+    Py_ssize_t non_ipv4 = 0;
+    int more = 1;
+    for (Py_ssize_t i = 0; i < max_packets; i++) {
+        ssize_t n = read((int)fd, read_buffer, sizeof read_buffer);
+        if (n < 0) {
+            if (errno == EINTR) {
+                i--;
+                if (PyErr_CheckSignals() < 0)
+                    goto error;
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                more = 0;
+                break;
+            }
+            if (PyList_GET_SIZE(packets) == 0) {
+                PyErr_SetFromErrno(PyExc_OSError);
+                goto error;
+            }
+            break; /* return what was read; the next call meets the error again */
+        }
+        if (n <= skip || read_buffer[skip] >> 4 != 4) {
+            non_ipv4++;
+            continue;
+        }
+        PyObject *packet = PyBytes_FromStringAndSize((const char *)read_buffer + skip, n - skip);
+        if (!packet)
+            goto error;
+        int rc = PyList_Append(packets, packet);
+        Py_DECREF(packet);
+        if (rc < 0)
+            goto error;
+    }
+    return Py_BuildValue("NnO", packets, non_ipv4, more ? Py_True : Py_False);
+error:
+    Py_DECREF(packets);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_FASTCALL,
+     "read packets until EAGAIN or max_packets: (packets, non_ipv4, more)"},
+    {NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "utcp.io._tunio", NULL, -1, module_methods};
+
+PyMODINIT_FUNC PyInit__tunio(void) {
     if (PyType_Ready(&TunWriterType) < 0)
         return NULL;
     if (pthread_atfork(NULL, NULL, on_fork_child) != 0) {
