@@ -5,8 +5,11 @@ closing with a task waiting for room wakes it."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
+import trio.testing
 
 from tests.kernel.helpers import KERNEL, UTCP
 from tests.kernel.transfers import utcp_client_to_kernel_echo
@@ -115,3 +118,34 @@ async def test_a_transfer_through_a_tiny_queue_is_byte_exact(
     result = await utcp_client_to_kernel_echo(namespace, 4 << 20, timeout=60)
     assert result.received == 4 << 20 and result.sha256_ok
     assert waits > 10
+
+
+async def test_an_answer_already_queued_is_read_without_epoll(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through the thread receive_batch lets the other tasks run once, then reads, and registers with
+    # epoll only if nothing came; it is a cancel point and a schedule point either way, and with nothing
+    # queued it waits and can be cancelled.
+    waits = 0
+    wait_readable = trio.lowlevel.wait_readable
+
+    async def counting_wait(fd: int) -> None:
+        nonlocal waits
+        waits += 1
+        await wait_readable(fd)
+
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+        for port in (43000, 43001, 43002):
+            assert tun.try_send(syn(port))
+            deadline = time.monotonic() + 5
+            while tun._writer is not None and tun._writer.written < port - 42999:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            with trio.testing.assert_checkpoints(), trio.fail_after(5):
+                batch = await tun.receive_batch()
+            assert [parse_ipv4(raw).tcp.dst_port for raw in batch] == [port]
+        assert waits == 0
+        with trio.move_on_after(0.05) as scope:
+            await tun.receive_batch()
+        assert scope.cancelled_caught and waits == 1

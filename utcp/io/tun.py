@@ -183,6 +183,15 @@ class TunDevice:
             if batch:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return batch
+        elif self._writer is not None and not self.closed:
+            # Through the write thread the kernel answers within microseconds of our writes: let the
+            # other tasks run once, then read, and wait in epoll only if nothing came (measured: the
+            # stock server's CPU per connection -2 to -19 % in six alternated pairs, rx -3 %).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            batch = self._read_queued(max_packets)
+            if batch:
+                return batch
         while True:
             if self.closed:
                 raise trio.ClosedResourceError("TUN device closed")
