@@ -9,13 +9,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from utcp.lab.netns import Namespace
+from utcp.wire.codec import build_ipv4
+from utcp.wire.packet import IPv4Packet, TcpFlags, TcpSegment
 
 SCRIPT = Path(__file__).with_name("kernel_peer.py")
 KERNEL = "198.18.0.1"
 UTCP = "198.18.0.2"
+
+
+class EpollWaits:
+    """Counts trio.lowlevel.wait_readable calls (each an epoll registration) once installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        wait_readable = trio.lowlevel.wait_readable
+
+        async def counting_wait(fd: int) -> None:
+            self.count += 1
+            await wait_readable(fd)
+
+        monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+
+
+def closed_port_syn(src_port: int) -> bytes:
+    """A SYN from UTCP to KERNEL's port 9, where nothing listens: the kernel answers with an RST."""
+    segment = TcpSegment(src_port=src_port, dst_port=9, seq=1000, ack=0, flags=TcpFlags.SYN, window=1000)
+    return build_ipv4(IPv4Packet(src=UTCP, dst=KERNEL, payload=segment))
 
 
 class KernelPeer:

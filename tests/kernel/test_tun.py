@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.kernel.helpers import KERNEL, UTCP
+from tests.kernel.helpers import KERNEL, UTCP, EpollWaits, closed_port_syn
 from utcp.io.tun import TunDevice
 from utcp.lab.netns import Namespace, NamespaceError, netns
 from utcp.wire.codec import build_ipv4, parse_ipv4
@@ -143,28 +143,16 @@ async def test_an_answer_written_inside_our_write_is_read_without_waiting(
     # Written in place, the kernel answers a SYN to a closed port with an RST inside our write(2):
     # receive_batch reads it before asking epoll, and is still a checkpoint; with nothing queued it waits
     # and can be cancelled. (Through the write thread the answer comes later: epoll says when.)
-    waits = 0
-    wait_readable = trio.lowlevel.wait_readable
-
-    async def counting_wait(fd: int) -> None:
-        nonlocal waits
-        waits += 1
-        await wait_readable(fd)
-
-    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+    waits = EpollWaits(monkeypatch)
     with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, mtu=1400, write_thread=False) as tun:
-        syn = IPv4Packet(
-            src=UTCP,
-            dst=KERNEL,
-            payload=TcpSegment(src_port=40000, dst_port=9, seq=1000, ack=0, flags=TcpFlags.SYN, window=1000),
-        )
+        syn = closed_port_syn(40000)
         for _ in range(3):
-            assert tun.try_send(build_ipv4(syn))
+            assert tun.try_send(syn)
             with trio.testing.assert_checkpoints(), trio.fail_after(5):
                 batch = await tun.receive_batch()
             (rst,) = [parse_ipv4(raw) for raw in batch]
             assert rst.tcp.flags & TcpFlags.RST and rst.tcp.dst_port == 40000
-        assert waits == 0
+        assert waits.count == 0
         with trio.move_on_after(0.05) as scope:
             await tun.receive_batch()
         assert scope.cancelled_caught

@@ -11,20 +11,14 @@ import pytest
 import trio
 import trio.testing
 
-from tests.kernel.helpers import KERNEL, UTCP
+from tests.kernel.helpers import KERNEL, EpollWaits, closed_port_syn
 from tests.kernel.transfers import utcp_client_to_kernel_echo
 from utcp.io import tun as tun_module
 from utcp.io.tun import TunDevice, write_thread_default
 from utcp.lab.netns import Namespace
-from utcp.wire.codec import build_ipv4, parse_ipv4
-from utcp.wire.packet import IPv4Packet, TcpFlags, TcpSegment
+from utcp.wire.codec import parse_ipv4
 
 pytest.importorskip("utcp.io._tunio", reason="the optional C helper is not built")
-
-
-def syn(port: int) -> bytes:
-    segment = TcpSegment(src_port=port, dst_port=9, seq=1000, ack=0, flags=TcpFlags.SYN, window=1000)
-    return build_ipv4(IPv4Packet(src=UTCP, dst=KERNEL, payload=segment))
 
 
 def test_on_by_default_off_on_request(namespace: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,7 +41,7 @@ async def test_the_kernel_answers_what_the_thread_writes(namespace: Namespace) -
     with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
         ports = list(range(40000, 40050))
         for port in ports:
-            assert tun.try_send(syn(port))
+            assert tun.try_send(closed_port_syn(port))
         answered: list[int] = []
         with trio.fail_after(5):
             while len(answered) < len(ports):
@@ -65,7 +59,7 @@ async def test_a_full_queue_refuses_and_wait_writable_says_when_there_is_room(
         sent = 0
         with trio.fail_after(10):
             for port in range(41000, 41200):
-                while not tun.try_send(syn(port)):
+                while not tun.try_send(closed_port_syn(port)):
                     refused += 1
                     await tun.wait_writable()
                 sent += 1
@@ -82,7 +76,7 @@ async def test_close_wakes_a_task_waiting_for_room(
     tun = TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name)
     try:
         port = 42000
-        while tun.try_send(syn(port)):
+        while tun.try_send(closed_port_syn(port)):
             port += 1
         async with trio.open_nursery() as nursery:
 
@@ -91,7 +85,7 @@ async def test_close_wakes_a_task_waiting_for_room(
                 with pytest.raises(trio.ClosedResourceError):
                     while True:
                         await tun.wait_writable()
-                        tun.try_send(syn(port))
+                        tun.try_send(closed_port_syn(port))
 
             nursery.start_soon(waiter)
             await trio.sleep(0.05)
@@ -126,18 +120,10 @@ async def test_an_answer_already_queued_is_read_without_epoll(
     # Through the thread receive_batch lets the other tasks run once, then reads, and registers with
     # epoll only if nothing came; it is a cancel point and a schedule point either way, and with nothing
     # queued it waits and can be cancelled.
-    waits = 0
-    wait_readable = trio.lowlevel.wait_readable
-
-    async def counting_wait(fd: int) -> None:
-        nonlocal waits
-        waits += 1
-        await wait_readable(fd)
-
-    monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+    waits = EpollWaits(monkeypatch)
     with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
         for port in (43000, 43001, 43002):
-            assert tun.try_send(syn(port))
+            assert tun.try_send(closed_port_syn(port))
             deadline = time.monotonic() + 5
             while tun._writer is not None and tun._writer.written < port - 42999:
                 assert time.monotonic() < deadline
@@ -145,7 +131,7 @@ async def test_an_answer_already_queued_is_read_without_epoll(
             with trio.testing.assert_checkpoints(), trio.fail_after(5):
                 batch = await tun.receive_batch()
             assert [parse_ipv4(raw).tcp.dst_port for raw in batch] == [port]
-        assert waits == 0
+        assert waits.count == 0
         with trio.move_on_after(0.05) as scope:
             await tun.receive_batch()
-        assert scope.cancelled_caught and waits == 1
+        assert scope.cancelled_caught and waits.count == 1
