@@ -142,7 +142,7 @@ async def test_an_answer_written_inside_our_write_is_read_without_waiting(
 ) -> None:
     # Written in place, the kernel answers a SYN to a closed port with an RST inside our write(2):
     # receive_batch reads it before asking epoll, and is still a checkpoint; with nothing queued it waits
-    # and can be cancelled. (Through the write thread the answer comes later: epoll says when.)
+    # and can be cancelled. (Through the write thread it comes a moment later: test_tun_write_thread.)
     waits = EpollWaits(monkeypatch)
     with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, mtu=1400, write_thread=False) as tun:
         syn = closed_port_syn(40000)

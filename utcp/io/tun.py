@@ -184,9 +184,9 @@ class TunDevice:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return batch
         elif self._writer is not None and not self.closed:
-            # Through the write thread the kernel answers within microseconds of our writes: let the
-            # other tasks run once, then read, and wait in epoll only if nothing came (measured: the
-            # stock server's CPU per connection -2 to -19 % in six alternated pairs, rx -3 %).
+            # Through the write thread the kernel answers microseconds after our writes: let the other
+            # tasks run once, then read, and wait in epoll (a registration, a wake-up) only if nothing
+            # came (docs/performance.md, session 9: the stock server's CPU per connection falls).
             await trio.lowlevel.checkpoint_if_cancelled()
             await trio.lowlevel.cancel_shielded_checkpoint()
             batch = self._read_queued(max_packets)
