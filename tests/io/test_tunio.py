@@ -11,6 +11,7 @@ import errno
 import os
 import random
 import select
+import signal
 import socket
 import threading
 import time
@@ -273,3 +274,30 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     # hypothesis runs many examples in one test call: a function-scoped fixture would be shared anyway
     with pytest.MonkeyPatch.context() as patch:
         yield patch
+
+
+def thread_signal_masks() -> dict[int, int]:
+    masks = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/status") as status:
+            for line in status:
+                if line.startswith("SigBlk:"):
+                    masks[int(tid)] = int(line.split()[1], 16)
+    return masks
+
+
+def test_the_thread_blocks_signals() -> None:
+    # A signal the kernel gives the write thread would interrupt its write(2) and never reach
+    # Python's handlers: the thread blocks them all (SIGINT, SIGTERM, SIGUSR1 ... are the main thread's).
+    before = thread_signal_masks()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    writer = TunWriter(ours.fileno(), 1 << 20)
+    try:
+        (mask,) = [m for tid, m in thread_signal_masks().items() if tid not in before]
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM, signal.SIGCHLD):
+            assert mask & (1 << (signum - 1)), signum
+        assert not thread_signal_masks()[threading.get_native_id()] & (1 << (signal.SIGINT - 1))
+    finally:
+        writer.close()
+        ours.close()
+        theirs.close()

@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,12 +76,14 @@ typedef struct {
 
 static void write_node(int fd, node *n, unsigned long long *ok, unsigned long long *failed, int *err) {
     ssize_t r;
-    if (n->head_len) {
-        struct iovec iov[2] = {{n->data, n->head_len}, {n->data + n->head_len, n->len - n->head_len}};
-        r = writev(fd, iov, 2);
-    } else {
-        r = write(fd, n->data, n->len);
-    }
+    do {
+        if (n->head_len) {
+            struct iovec iov[2] = {{n->data, n->head_len}, {n->data + n->head_len, n->len - n->head_len}};
+            r = writev(fd, iov, 2);
+        } else {
+            r = write(fd, n->data, n->len);
+        }
+    } while (r < 0 && errno == EINTR);
     if (r < 0) {
         ++*failed;
         *err = errno;
@@ -157,7 +160,12 @@ static int TunWriter_init(TunWriter *w, PyObject *args, PyObject *kwds) {
     }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    /* The thread blocks every signal (it inherits the mask): signals are the Python thread's to take. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&w->thread, NULL, run, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         close(w->space_fd);
         close(w->fd);
