@@ -101,13 +101,7 @@ def test_a_full_queue_refuses_then_signals_room() -> None:
     # A full pipe blocks the thread in write(2) with its first packet taken; pushes then fill the queue
     # to its limit and push() refuses, with no room signalled. Once the reader drains, the thread takes
     # the queue and makes space_fd readable; nothing was lost or reordered.
-    r, w = os.pipe()
-    prefill = 0
-    with contextlib.suppress(BlockingIOError):
-        os.set_blocking(w, False)
-        while True:
-            prefill += os.write(w, b"p" * 4096)
-    os.set_blocking(w, True)
+    r, w, prefill = full_pipe()
     writer = TunWriter(w, 20_000)
     sent = [(0).to_bytes(4, "big") * 250]
     try:
@@ -126,6 +120,42 @@ def test_a_full_queue_refuses_then_signals_room() -> None:
         assert read_exactly(r, len(packet)) == packet
     finally:
         os.close(r)  # a thread still blocked in write(2) gets EPIPE and ends: close() cannot hang
+        writer.close()
+        os.close(w)
+    assert writer.errors == 0
+
+
+def full_pipe() -> tuple[int, int, int]:
+    """A pipe filled up (read end, blocking write end, bytes in it): a write into it waits for a read."""
+    r, w = os.pipe()
+    prefill = 0
+    with contextlib.suppress(BlockingIOError):
+        os.set_blocking(w, False)
+        while True:
+            prefill += os.write(w, b"p" * 4096)
+    os.set_blocking(w, True)
+    return r, w, prefill
+
+
+def test_push_many_takes_a_run_until_the_queue_refuses() -> None:
+    r, w, prefill = full_pipe()
+    writer = TunWriter(w, 20_000)
+    packets = [i.to_bytes(4, "big") * 250 for i in range(100)]  # 1,000 bytes each
+    try:
+        assert writer.push_many(packets[:1]) == 1
+        wait_until(lambda: writer.queued == 0)  # taken: the thread now waits in write(2)
+        assert writer.push_many(packets[1:]) == 20  # 20,000 bytes queued: the 21st is refused
+        assert writer.push_many(packets[21:]) == 0
+        assert read_exactly(r, prefill + 21_000) == b"p" * prefill + b"".join(packets[:21])
+        assert readable(writer.space_fd, 5)
+        head = b"vnet"  # each packet after the head, as push_pair does
+        assert writer.push_many(packets[21:40], head) == 19  # 19,076 bytes: within the limit
+        assert read_exactly(r, 19 * 1004) == b"".join(head + p for p in packets[21:40])
+        with pytest.raises(TypeError):
+            writer.push_many([b"ok", 42])  # not a buffer: raised, after queueing what came before it
+        assert read_exactly(r, 2) == b"ok"
+    finally:
+        os.close(r)
         writer.close()
         os.close(w)
     assert writer.errors == 0

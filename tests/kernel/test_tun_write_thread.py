@@ -50,6 +50,22 @@ async def test_the_kernel_answers_what_the_thread_writes(namespace: Namespace) -
         assert tun.write_errors == 0
 
 
+@pytest.mark.parametrize("write_thread", [True, False])
+async def test_a_run_of_packets_goes_out_in_one_call(namespace: Namespace, write_thread: bool) -> None:
+    # try_send_many, what the runtime uses for a pump's packets: one push_many through the thread,
+    # try_send after try_send in place; the kernel answers each, in order
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, write_thread=write_thread) as tun:
+        ports = list(range(44000, 44030))
+        assert tun.try_send_many([closed_port_syn(port) for port in ports]) == len(ports)
+        answered: list[int] = []
+        with trio.fail_after(5):
+            while len(answered) < len(ports):
+                answered += [parse_ipv4(raw).tcp.dst_port for raw in await tun.receive_batch()]
+        assert answered == ports
+    with pytest.raises(trio.ClosedResourceError):
+        tun.try_send_many([closed_port_syn(44100)])
+
+
 async def test_a_full_queue_refuses_and_wait_writable_says_when_there_is_room(
     namespace: Namespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:

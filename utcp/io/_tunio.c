@@ -15,6 +15,8 @@
  *     the packet) queue a copy, or return False while `limit` bytes wait: the caller holds the packet
  *     and waits until `space_fd` (an eventfd) is readable, which the thread makes it once it takes the
  *     queue that refused.
+ *   push_many(packets, head=None) -> int queues packets in order until the queue refuses one, and
+ *     says how many it took: one call for a pump's packets.
  *   close() writes what is queued, then ends the thread (the GIL released while it waits).
  *   written, errors, last_errno, queued: what the thread did. A write that fails is counted and the
  *     packet dropped, as a packet lost on a wire.
@@ -178,12 +180,15 @@ static int TunWriter_init(TunWriter *w, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *queue_copy(TunWriter *w, Py_buffer *head, Py_buffer *data) {
+/* 1: queued; 0: the queue is full (want_space set); -1: an exception is set. */
+static int enqueue(TunWriter *w, Py_buffer *head, Py_buffer *data) {
     size_t head_len = head ? (size_t)head->len : 0;
     size_t len = head_len + (size_t)data->len;
     node *n = malloc(sizeof(node) + len);
-    if (!n)
-        return PyErr_NoMemory();
+    if (!n) {
+        PyErr_NoMemory();
+        return -1;
+    }
     n->next = NULL;
     n->len = len;
     n->head_len = head_len;
@@ -195,13 +200,13 @@ static PyObject *queue_copy(TunWriter *w, Py_buffer *head, Py_buffer *data) {
         pthread_mutex_unlock(&w->mu);
         free(n);
         PyErr_SetString(PyExc_ValueError, "TunWriter is closed");
-        return NULL;
+        return -1;
     }
     if (w->queued >= w->limit) {
         w->want_space = 1;
         pthread_mutex_unlock(&w->mu);
         free(n);
-        Py_RETURN_FALSE;
+        return 0;
     }
     if (w->tail)
         w->tail->next = n;
@@ -214,7 +219,14 @@ static PyObject *queue_copy(TunWriter *w, Py_buffer *head, Py_buffer *data) {
         pthread_cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
-    Py_RETURN_TRUE;
+    return 1;
+}
+
+static PyObject *queue_copy(TunWriter *w, Py_buffer *head, Py_buffer *data) {
+    int rc = enqueue(w, head, data);
+    if (rc < 0)
+        return NULL;
+    return PyBool_FromLong(rc);
 }
 
 static int check_open(TunWriter *w) {
@@ -261,6 +273,44 @@ static PyObject *TunWriter_push_pair(TunWriter *w, PyObject *const *args, Py_ssi
 }
 
 /* The caller set w->closed (holding the GIL, so no push starts after it). */
+static PyObject *TunWriter_push_many(TunWriter *w, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "push_many(packets, head=None) takes 1 or 2 arguments");
+        return NULL;
+    }
+    if (check_open(w) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(args[0], "push_many needs a sequence of packets");
+    if (!seq)
+        return NULL;
+    Py_buffer head;
+    int has_head = nargs == 2 && args[1] != Py_None;
+    if (has_head && PyObject_GetBuffer(args[1], &head, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq), queued = 0;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int rc = 1;
+    for (; queued < count; queued++) {
+        Py_buffer data;
+        if (PyObject_GetBuffer(items[queued], &data, PyBUF_SIMPLE) < 0) {
+            rc = -1;
+            break;
+        }
+        rc = enqueue(w, has_head ? &head : NULL, &data);
+        PyBuffer_Release(&data);
+        if (rc <= 0)
+            break;
+    }
+    if (has_head)
+        PyBuffer_Release(&head);
+    Py_DECREF(seq);
+    if (rc < 0)
+        return NULL;
+    return PyLong_FromSsize_t(queued);
+}
+
 static void stop(TunWriter *w) {
     if (w->generation != fork_generation) {
         /* a fork's child: no thread to end, and the mutex may be held by a thread that is not here */
@@ -334,6 +384,8 @@ static PyMethodDef TunWriter_methods[] = {
     {"push", (PyCFunction)TunWriter_push, METH_O, "queue a copy of a packet; False while the queue is full"},
     {"push_pair", (PyCFunction)(void (*)(void))TunWriter_push_pair, METH_FASTCALL,
      "queue head + data, written with writev; False while the queue is full"},
+    {"push_many", (PyCFunction)(void (*)(void))TunWriter_push_many, METH_FASTCALL,
+     "queue packets (each after head, if given) until the queue is full: how many were queued"},
     {"close", (PyCFunction)TunWriter_close, METH_NOARGS, "write what is queued, then end the thread"},
     {NULL},
 };

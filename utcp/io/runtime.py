@@ -631,12 +631,17 @@ class HostRuntime:
             return
         sent = 0
         if not self._tx_backlog:
-            try_send = self.link.try_send
+            link = self.link
+            try_send_many = getattr(link, "try_send_many", None)  # TunDevice: one call for the run
             try:
-                for raw in raws:
-                    if not try_send(raw):
-                        break
-                    sent += 1
+                if try_send_many is not None:
+                    sent = try_send_many(raws)
+                else:
+                    try_send = link.try_send
+                    for raw in raws:
+                        if not try_send(raw):
+                            break
+                        sent += 1
             except trio.ClosedResourceError:
                 return
         for raw in raws[sent:]:

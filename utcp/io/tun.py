@@ -257,6 +257,20 @@ class TunDevice:
         self._maybe_ready = True
         return True
 
+    def try_send_many(self, packets: list[bytes]) -> int:
+        """try_send for a run of packets, in order: how many were taken (the rest would block)."""
+        if self.closed:
+            raise trio.ClosedResourceError("TUN device closed")
+        writer = self._writer
+        if writer is not None:
+            return writer.push_many(packets, NO_GSO if self.gso else None)  # one call for the run
+        sent = 0
+        for data in packets:
+            if not self.try_send(data):
+                break
+            sent += 1
+        return sent
+
     def try_send_gso(self, data: bytes, header_len: int, gso_size: int) -> bool:
         """Write one TCP super-segment the kernel treats as segments of `gso_size` payload bytes
         (`header_len`: IPv4 + TCP header bytes). Only with `offload`; False when it would block."""
