@@ -1,7 +1,8 @@
 """TUN writes through the C helper's thread (utcp.io._tunio), against the kernel: on by default where
-it is built, off on request; the kernel answers what the thread writes; a full queue holds the stack's
-packets in its backlog until the thread has room, and a transfer through a tiny queue is byte-exact;
-closing with a task waiting for room wakes it."""
+it is built, off on request; the kernel answers what the thread writes, one packet or a run of them, in
+order; a full queue holds the stack's packets in its backlog until the thread has room, and a transfer
+through a tiny queue is byte-exact; closing with a task waiting for room wakes it; an answer already
+queued is read without an epoll wait."""
 
 from __future__ import annotations
 
