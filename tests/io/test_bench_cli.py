@@ -137,7 +137,11 @@ def test_the_client_threads_reach_every_kernel_client(
         (12, "rr_corked_handler", 6)
     ]
     assert floors == [6, 6, 6]
-    assert json.loads(out.read_text())["client_threads"] == 6
+    report = json.loads(out.read_text())
+    assert report["client_threads"] == 6 and report["tun_writes"] in {"thread", "in place"}
+    monkeypatch.setenv("UTCP_TUN_WRITE_THREAD", "0")  # how the TUN was written is said as it was
+    assert runner.main(["--only", "conn_per_s_kernel_client", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["tun_writes"] == "in place"
 
     FakeKernelSide.calls.clear()
     utcp_servers.clear()

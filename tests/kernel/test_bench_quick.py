@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from utcp.io import tun
 from utcp.wire import checksum
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,9 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
     assert report["checksum"] == expected and f"checksum sums: {expected}" in proc.stdout
     assert report["jumbo_mtu"] == 9000 and "jumbo MTU: 9000" in proc.stdout  # the --jumbo-mtu default
     assert report["client_threads"] == 3 and "kernel client threads: 3" in proc.stdout
+    # how the TUN was written is reported (the C helper's thread wherever it is built, as in CI)
+    writes = "thread" if tun.write_thread_default() else "in place"
+    assert report["tun_writes"] == writes and f"TUN writes: {writes}" in proc.stdout
     for name in REQUIRED:
         assert isinstance(figures[name], float | int) and figures[name] > 0, (name, figures)
     assert "matrix_seconds" in figures and figures["matrix_seconds"] is None

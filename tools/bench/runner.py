@@ -33,6 +33,7 @@ from tools.bench.kernel_side import RR_CLIENT_THREADS, pool_workers, rr_corked_h
 from utcp.cli.common import OneLineParser, UsageError, check_output_path, mtu_argument
 from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
+from utcp.io.tun import write_thread_default
 from utcp.lab.netns import Namespace, netns
 from utcp.sim import CLIENT_ADDRESS, SERVER_ADDRESS, BulkSender, Network, Reader, pair
 from utcp.tcp.config import TcpConfig
@@ -543,9 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     figures = trio.run(run_all, sizes, only, not (args.quick or args.no_matrix))
     # Which RFC 1071 sum ran: the optional C extension or the pure-Python fallback (utcp.wire.checksum).
     checksum = "c" if ACCELERATED else "python"
+    # How the TUN was written: by the C helper's thread, or in place (UTCP_TUN_WRITE_THREAD=0, or no helper)
+    tun_writes = "thread" if write_thread_default() else "in place"
     print(table(figures), flush=True)
     print(
-        f"checksum sums: {checksum}; jumbo MTU: {sizes.jumbo_mtu};"
+        f"checksum sums: {checksum}; TUN writes: {tun_writes}; jumbo MTU: {sizes.jumbo_mtu};"
         f" kernel client threads: {sizes.client_threads}",
         flush=True,
     )
@@ -554,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             "figures": figures,
             "quick": args.quick,
             "checksum": checksum,
+            "tun_writes": tun_writes,
             "jumbo_mtu": sizes.jumbo_mtu,
             "client_threads": sizes.client_threads,
         }
