@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
         (["--jumbo-mtu", "jumbo"], "invalid MTU 'jumbo'"),
         (["--jumbo-mtu", "70000"], "MTU 70000 out of range 576-65535"),
         (["--json", "/nonexistent-dir/bench.json"], "--json: directory of '/nonexistent-dir/bench.json'"),
-        (["--client-threads", "0"], "--client-threads 0 out of range 1-256"),
+        (["--client-threads", "0"], "--client-threads must be >= 1, not 0"),
+        (["--client-threads", "257"], "--client-threads must be <= 256, not 257"),
         (["--client-threads", "many"], "invalid thread count 'many'"),
     ],
 )

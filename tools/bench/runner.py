@@ -1,7 +1,7 @@
 """One command for every performance figure of issue 6, measured in namespaces it creates.
 
     sudo .venv/bin/python -m tools.bench [--quick] [--json FILE] [--only NAME ...] [--no-matrix]
-                                           [--jumbo-mtu MTU]
+                                           [--jumbo-mtu MTU] [--client-threads N]
 
 Prints a table of figures, each with its ratio to the kernel-to-kernel baseline of the same run (the
 machine may be shared: only ratios from one run compare). Addresses are 198.18.0.0/15 only, every
@@ -30,7 +30,7 @@ import structlog
 import trio
 
 from tools.bench.kernel_side import RR_CLIENT_THREADS, pool_workers, rr_corked_handler, rr_handler
-from utcp.cli.common import OneLineParser, UsageError, check_output_path, mtu_argument
+from utcp.cli.common import OneLineParser, UsageError, check_output_path, count_argument, mtu_argument
 from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
 from utcp.io.tun import write_thread_default
@@ -485,17 +485,6 @@ def jumbo_mtu_argument(text: str) -> int:
     return mtu
 
 
-def client_threads_argument(text: str) -> int:
-    """argparse type for --client-threads: the kernel rr-client's threads, 1-256."""
-    try:
-        threads = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid thread count {text!r}") from None
-    if not 1 <= threads <= MAX_CLIENT_THREADS:
-        raise argparse.ArgumentTypeError(f"--client-threads {threads} out of range 1-{MAX_CLIENT_THREADS}")
-    return threads
-
-
 def figure_argument(text: str) -> str:
     """argparse type for --only: a figure's name."""
     if text not in FIGURES:
@@ -524,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--client-threads",
-        type=client_threads_argument,
+        type=count_argument("--client-threads", "thread count", MAX_CLIENT_THREADS),
         default=RR_CLIENT_THREADS,
         metavar="N",
         help="threads of the kernel rr-client, its connections in flight, in the connection figures where"

@@ -54,9 +54,9 @@ def add_log_options(parser: argparse.ArgumentParser, *, level: str = "info") -> 
     parser.add_argument("--log-level", default=level, choices=("debug", "info", "warning", "error"))
 
 
-def count_argument(option: str, what: str) -> Callable[[str], int]:
-    """argparse type for an option taking a count of at least 1 (`--jobs`, `--workers`); `what` names
-    the count in the error for text that is not a number."""
+def count_argument(option: str, what: str, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse type for an option taking a count of at least 1 (`--jobs`, `--workers`) and at most
+    `maximum` if given; `what` names the count in the error for text that is not a number."""
 
     def parse(text: str) -> int:
         try:
@@ -65,6 +65,8 @@ def count_argument(option: str, what: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{option} must be >= 1, not {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{option} must be <= {maximum}, not {value}")
         return value
 
     return parse
