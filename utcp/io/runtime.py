@@ -173,6 +173,7 @@ class HostRuntime:
         "_pumping",
         "_receive_batch",
         "_running",
+        "_send_many",
         "_sleep_until",
         "_stack",
         "_stats",
@@ -239,6 +240,7 @@ class HostRuntime:
         self._wire_output = False
         self._gso = False
         self._receive_batch: Callable[[list[bytes], float], None] | None = None
+        self._send_many: Callable[[list[bytes]], int] | None = None
         self._now: Callable[[], float] = trio.current_time  # the run's clock, bound in __aenter__
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -256,6 +258,8 @@ class HostRuntime:
             self.host.wire_output = True
         # a Host takes a read's batch in one call (runs of data segments: Host.receive_batch)
         self._receive_batch = getattr(self.host, "receive_batch", None)
+        # a link takes a pump's packets in one call (TunDevice.try_send_many: the write thread's queue)
+        self._send_many = getattr(self.link, "try_send_many", None)
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -631,13 +635,12 @@ class HostRuntime:
             return
         sent = 0
         if not self._tx_backlog:
-            link = self.link
-            try_send_many = getattr(link, "try_send_many", None)  # TunDevice: one call for the run
+            send_many = self._send_many
             try:
-                if try_send_many is not None:
-                    sent = try_send_many(raws)
+                if send_many is not None:
+                    sent = send_many(raws)
                 else:
-                    try_send = link.try_send
+                    try_send = self.link.try_send
                     for raw in raws:
                         if not try_send(raw):
                             break
