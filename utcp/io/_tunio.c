@@ -222,13 +222,6 @@ static int enqueue(TunWriter *w, Py_buffer *head, Py_buffer *data) {
     return 1;
 }
 
-static PyObject *queue_copy(TunWriter *w, Py_buffer *head, Py_buffer *data) {
-    int rc = enqueue(w, head, data);
-    if (rc < 0)
-        return NULL;
-    return PyBool_FromLong(rc);
-}
-
 static int check_open(TunWriter *w) {
     if (!w->started || w->closed) {
         PyErr_SetString(PyExc_ValueError, "TunWriter is closed");
@@ -241,38 +234,35 @@ static int check_open(TunWriter *w) {
     return 0;
 }
 
-static PyObject *TunWriter_push(TunWriter *w, PyObject *arg) {
+/* push and push_pair: one packet, after `head_obj` if not NULL. */
+static PyObject *push_one(TunWriter *w, PyObject *head_obj, PyObject *data_obj) {
     if (check_open(w) < 0)
         return NULL;
-    Py_buffer data;
-    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0)
+    Py_buffer head, data;
+    if (head_obj && PyObject_GetBuffer(head_obj, &head, PyBUF_SIMPLE) < 0)
         return NULL;
-    PyObject *result = queue_copy(w, NULL, &data);
+    if (PyObject_GetBuffer(data_obj, &data, PyBUF_SIMPLE) < 0) {
+        if (head_obj)
+            PyBuffer_Release(&head);
+        return NULL;
+    }
+    int rc = enqueue(w, head_obj ? &head : NULL, &data);
+    if (head_obj)
+        PyBuffer_Release(&head);
     PyBuffer_Release(&data);
-    return result;
+    return rc < 0 ? NULL : PyBool_FromLong(rc);
 }
+
+static PyObject *TunWriter_push(TunWriter *w, PyObject *arg) { return push_one(w, NULL, arg); }
 
 static PyObject *TunWriter_push_pair(TunWriter *w, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "push_pair(head, data) takes 2 arguments");
         return NULL;
     }
-    if (check_open(w) < 0)
-        return NULL;
-    Py_buffer head, data;
-    if (PyObject_GetBuffer(args[0], &head, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&head);
-        return NULL;
-    }
-    PyObject *result = queue_copy(w, &head, &data);
-    PyBuffer_Release(&head);
-    PyBuffer_Release(&data);
-    return result;
+    return push_one(w, args[0], args[1]);
 }
 
-/* The caller set w->closed (holding the GIL, so no push starts after it). */
 static PyObject *TunWriter_push_many(TunWriter *w, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 2) {
         PyErr_SetString(PyExc_TypeError, "push_many(packets, head=None) takes 1 or 2 arguments");
@@ -311,6 +301,7 @@ static PyObject *TunWriter_push_many(TunWriter *w, PyObject *const *args, Py_ssi
     return PyLong_FromSsize_t(queued);
 }
 
+/* The caller set w->closed (holding the GIL, so no push starts after it). */
 static void stop(TunWriter *w) {
     if (w->generation != fork_generation) {
         /* a fork's child: no thread to end, and the mutex may be held by a thread that is not here */
