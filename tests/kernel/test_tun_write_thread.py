@@ -2,10 +2,11 @@
 it is built, off on request; the kernel answers what the thread writes, one packet or a run of them, in
 order; a full queue holds the stack's packets in its backlog until the thread has room, and a transfer
 through a tiny queue is byte-exact; closing with a task waiting for room wakes it; an answer already
-queued is read without an epoll wait."""
+queued is read without an epoll wait; a packet the kernel refuses is counted, not raised."""
 
 from __future__ import annotations
 
+import errno
 import time
 
 import pytest
@@ -20,6 +21,15 @@ from utcp.lab.netns import Namespace
 from utcp.wire.codec import parse_ipv4
 
 pytest.importorskip("utcp.io._tunio", reason="the optional C helper is not built")
+
+
+def wait_for_writes(tun: TunDevice, count: int) -> None:
+    """Until the write thread has handled `count` packets (written or refused)."""
+    assert tun._writer is not None
+    deadline = time.monotonic() + 5
+    while tun._writer.written + tun._writer.errors < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
 
 
 def test_on_by_default_off_on_request(namespace: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,10 +151,7 @@ async def test_an_answer_already_queued_is_read_without_epoll(
     with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
         for port in (43000, 43001, 43002):
             assert tun.try_send(closed_port_syn(port))
-            deadline = time.monotonic() + 5
-            while tun._writer is not None and tun._writer.written < port - 42999:
-                assert time.monotonic() < deadline
-                time.sleep(0.001)
+            wait_for_writes(tun, port - 42999)  # written: the kernel's RST is queued
             with trio.testing.assert_checkpoints(), trio.fail_after(5):
                 batch = await tun.receive_batch()
             assert [parse_ipv4(raw).tcp.dst_port for raw in batch] == [port]
@@ -152,3 +159,25 @@ async def test_an_answer_already_queued_is_read_without_epoll(
         with trio.move_on_after(0.05) as scope:
             await tun.receive_batch()
         assert scope.cancelled_caught and waits.count == 1
+
+
+def test_a_packet_the_kernel_refuses_is_counted_and_the_device_goes_on(namespace: Namespace) -> None:
+    # tun_get_user refuses what is not an IP packet (EINVAL), and everything while the device is down
+    # (EIO): in place that is an OSError for the caller; through the thread a count, the packet lost
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+        writer = tun._writer
+        assert writer is not None
+        assert tun.try_send(bytes(20))  # version 0
+        wait_for_writes(tun, 1)
+        assert (tun.write_errors, writer.last_errno) == (1, errno.EINVAL)
+        assert tun.try_send(closed_port_syn(45000))
+        wait_for_writes(tun, 2)
+        assert tun.write_errors == 1  # the next packet went out
+        namespace.ip("link", "set", tun.name, "down")
+        assert tun.try_send(closed_port_syn(45001))
+        wait_for_writes(tun, 3)
+        assert (tun.write_errors, writer.last_errno) == (2, errno.EIO)
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, write_thread=False) as tun:
+        with pytest.raises(OSError) as caught:
+            tun.try_send(bytes(20))
+        assert caught.value.errno == errno.EINVAL and tun.write_errors == 0
