@@ -1,11 +1,13 @@
 """`python -m tools.bench`'s arguments: the larger MTU is configurable (issue 6: "MTU 1500 and a larger
 configurable MTU") and reaches the jumbo figures, the kernel client's threads reach every connection
-figure where the kernel is the client; a bad argument is one line and exit status 2."""
+figure where the kernel is the client; a bad argument, or a bad UTCP_TUN_WRITE_NAP_US, is one line and
+exit status 2."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,6 +43,22 @@ def test_a_bad_argument_is_one_line_and_exit_2(args: list[str], message: str) ->
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
     assert proc.stderr.startswith("python -m tools.bench: error: ")
+
+
+def test_a_bad_nap_in_the_environment_is_one_line_and_exit_2() -> None:
+    pytest.importorskip("utcp.io._tunio", reason="the nap is the C helper's write thread's")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "UTCP_TUN_WRITE_NAP_US": "fifty", "UTCP_TUN_WRITE_THREAD": "1"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "python -m tools.bench: error: UTCP_TUN_WRITE_NAP_US must be microseconds in 0..999999, not 'fifty'\n"
+    )
 
 
 def test_the_jumbo_mtu_reaches_the_jumbo_figures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -142,7 +160,8 @@ def test_the_client_threads_reach_every_kernel_client(
     assert report["client_threads"] == 6 and report["tun_writes"] in {"thread", "in place"}
     monkeypatch.setenv("UTCP_TUN_WRITE_THREAD", "0")  # how the TUN was written is said as it was
     assert runner.main(["--only", "conn_per_s_kernel_client", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["tun_writes"] == "in place"
+    report = json.loads(out.read_text())
+    assert report["tun_writes"] == "in place" and report["tun_write_nap_us"] is None
 
     FakeKernelSide.calls.clear()
     utcp_servers.clear()

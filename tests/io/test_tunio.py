@@ -1,8 +1,8 @@
 """The C helper utcp.io._tunio, on AF_UNIX SOCK_SEQPACKET sockets, which keep each write one message as
 a TUN device keeps it one packet. Its write thread (TunWriter): packets leave in order and whole, a full
 queue refuses and says when it has room, a failed write is counted and lost, close() writes what is
-queued first, a fork's child cannot use its parent's. Its read loop (read_batch): what TunDevice's
-Python loop reads, held equal to it by a hypothesis test."""
+queued first, a fork's child cannot use its parent's, a thread that naps is never woken by a push. Its
+read loop (read_batch): what TunDevice's Python loop reads, held equal to it by a hypothesis test."""
 
 from __future__ import annotations
 
@@ -194,6 +194,64 @@ def test_a_failed_write_is_counted_and_the_packet_lost() -> None:
 def test_bad_arguments_are_refused(fd: int, limit: int) -> None:
     with pytest.raises(ValueError, match="fd >= 0 and limit > 0"):
         TunWriter(fd, limit)
+
+
+@pytest.mark.parametrize(
+    ("nap_us", "nap_window_us"), [(-1, 1000), (1_000_000, 1000), (50, -1), (50, 10**9 + 1)]
+)
+def test_bad_naps_are_refused(nap_us: int, nap_window_us: int) -> None:
+    with pytest.raises(ValueError, match="nap_us"):
+        TunWriter(0, 100, nap_us, nap_window_us)
+
+
+def test_a_napping_thread_is_never_woken() -> None:
+    # Having written within its window (here longer than any test), the thread naps and looks again:
+    # a push never finds it asleep, so none pays for a wake-up, and every packet still leaves in order.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    writer = TunWriter(ours.fileno(), 1 << 20, 50, 10**9)
+    try:
+        assert writer.push(b"first")  # may wake the thread from its first sleep
+        assert messages(theirs, 1) == [b"first"]
+        woken = writer.wakeups
+        for i in range(100):
+            assert writer.push(i.to_bytes(2, "big"))
+            assert messages(theirs, 1) == [i.to_bytes(2, "big")]
+        assert writer.wakeups == woken <= 1
+        assert writer.naps > 0
+    finally:
+        theirs.close()
+        writer.close()  # the napping thread still sees close() and ends
+    assert writer.written == 101 and writer.errors == 0
+    ours.close()
+
+
+def test_without_naps_a_push_wakes_the_sleeping_thread() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    writer = TunWriter(ours.fileno(), 1 << 20, 0)
+    try:
+        for i in range(500):  # until a push finds the thread asleep (the first one usually does)
+            assert writer.push(i.to_bytes(2, "big"))
+            assert messages(theirs, 1) == [i.to_bytes(2, "big")]
+            if writer.wakeups:
+                break
+            time.sleep(0.01)
+        assert writer.wakeups >= 1
+        assert writer.naps == 0
+    finally:
+        theirs.close()
+        writer.close()
+    ours.close()
+
+
+def test_the_nap_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UTCP_TUN_WRITE_NAP_US", raising=False)
+    assert tun_module.write_nap_us() == tun_module.WRITE_NAP_US
+    monkeypatch.setenv("UTCP_TUN_WRITE_NAP_US", "0")
+    assert tun_module.write_nap_us() == 0
+    for bad in ("fifty", "-1", "1000000"):
+        monkeypatch.setenv("UTCP_TUN_WRITE_NAP_US", bad)
+        with pytest.raises(ValueError, match=f"microseconds in 0..999999, not '{bad}'"):
+            tun_module.write_nap_us()
 
 
 def test_a_forks_child_cannot_push_and_closes_without_waiting() -> None:

@@ -47,6 +47,9 @@ def test_quick_bench_reports_every_figure(privileged: None, tmp_path: Path) -> N
     # how the TUN was written is reported (the C helper's thread wherever it is built, as in CI)
     writes = "thread" if tun.write_thread_default() else "in place"
     assert report["tun_writes"] == writes and f"TUN writes: {writes}" in proc.stdout
+    if writes == "thread":  # and the thread's nap between writes
+        nap = tun.write_nap_us()
+        assert report["tun_write_nap_us"] == nap and f"TUN writes: thread (nap {nap} us);" in proc.stdout
     for name in REQUIRED:
         assert isinstance(figures[name], float | int) and figures[name] > 0, (name, figures)
     assert "matrix_seconds" in figures and figures["matrix_seconds"] is None

@@ -1,8 +1,9 @@
 """TUN writes through the C helper's thread (utcp.io._tunio), against the kernel: on by default where
-it is built, off on request; the kernel answers what the thread writes, one packet or a run of them, in
-order; a full queue holds the stack's packets in its backlog until the thread has room, and a transfer
-through a tiny queue is byte-exact; closing with a task waiting for room wakes it; an answer already
-queued is read without an epoll wait; a packet the kernel refuses is counted, not raised."""
+it is built, off on request; it naps between writes unless told not to; the kernel answers what the
+thread writes, one packet or a run of them, in order; a full queue holds the stack's packets in its
+backlog until the thread has room, and a transfer through a tiny queue is byte-exact; closing with a
+task waiting for room wakes it; an answer already queued is read without an epoll wait; a packet the
+kernel refuses is counted, not raised."""
 
 from __future__ import annotations
 
@@ -45,6 +46,29 @@ def test_on_by_default_off_on_request(namespace: Namespace, monkeypatch: pytest.
     monkeypatch.setattr(tun_module, "TunWriter", None)
     with pytest.raises(ValueError, match="not built"):
         TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, write_thread=True)
+
+
+@pytest.mark.parametrize("nap_us", [None, "0"])
+async def test_the_thread_naps_between_the_stacks_writes(
+    namespace: Namespace, monkeypatch: pytest.MonkeyPatch, nap_us: str | None
+) -> None:
+    # By default the thread naps while it has written lately, so that the stack's pushes need not wake
+    # it (the window made longer than the test here); UTCP_TUN_WRITE_NAP_US=0 puts it to sleep instead.
+    if nap_us is not None:
+        monkeypatch.setenv("UTCP_TUN_WRITE_NAP_US", nap_us)
+    monkeypatch.setattr(tun_module, "WRITE_NAP_WINDOW_US", 10**9)
+    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+        writer = tun._writer
+        assert writer is not None
+        for port in range(40100, 40150):  # each SYN after the kernel's RST for the one before
+            assert tun.try_send(closed_port_syn(port))
+            with trio.fail_after(5):
+                (answer,) = await tun.receive_batch()
+            assert parse_ipv4(answer).tcp.dst_port == port
+        if nap_us is None:
+            assert writer.wakeups <= 1 and writer.naps > 0  # at most the first SYN woke it
+        else:
+            assert writer.naps == 0 and writer.wakeups >= 1
 
 
 async def test_the_kernel_answers_what_the_thread_writes(namespace: Namespace) -> None:

@@ -33,7 +33,7 @@ from tools.bench.kernel_side import RR_CLIENT_THREADS, pool_workers, rr_corked_h
 from utcp.cli.common import OneLineParser, UsageError, check_output_path, count_argument, mtu_argument
 from utcp.io.api import UtcpStream, serve_workers
 from utcp.io.stack import UtcpStack
-from utcp.io.tun import write_thread_default
+from utcp.io.tun import write_nap_us, write_thread_default
 from utcp.lab.netns import Namespace, netns
 from utcp.sim import CLIENT_ADDRESS, SERVER_ADDRESS, BulkSender, Network, Reader, pair
 from utcp.tcp.config import TcpConfig
@@ -524,6 +524,14 @@ def main(argv: list[str] | None = None) -> int:
         check_output_path("--json", args.json)
     except UsageError as exc:
         parser.error(str(exc))
+    # How the TUN is written: by the C helper's thread, or in place (UTCP_TUN_WRITE_THREAD=0, or no
+    # helper); and the thread's nap between writes (UTCP_TUN_WRITE_NAP_US), which moves the connection
+    # figures. A bad nap is one line now, not a traceback from the first device.
+    tun_writes = "thread" if write_thread_default() else "in place"
+    try:
+        nap_us = write_nap_us() if tun_writes == "thread" else None
+    except ValueError as exc:
+        parser.error(str(exc))
     # The runtime logs every connection at info: thousands of lines would drown the table (and cost time).
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sizes = replace(
@@ -533,11 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = trio.run(run_all, sizes, only, not (args.quick or args.no_matrix))
     # Which RFC 1071 sum ran: the optional C extension or the pure-Python fallback (utcp.wire.checksum).
     checksum = "c" if ACCELERATED else "python"
-    # How the TUN was written: by the C helper's thread, or in place (UTCP_TUN_WRITE_THREAD=0, or no helper)
-    tun_writes = "thread" if write_thread_default() else "in place"
+    writes = f"{tun_writes} (nap {nap_us} us)" if nap_us else tun_writes
     print(table(figures), flush=True)
     print(
-        f"checksum sums: {checksum}; TUN writes: {tun_writes}; jumbo MTU: {sizes.jumbo_mtu};"
+        f"checksum sums: {checksum}; TUN writes: {writes}; jumbo MTU: {sizes.jumbo_mtu};"
         f" kernel client threads: {sizes.client_threads}",
         flush=True,
     )
@@ -547,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "checksum": checksum,
             "tun_writes": tun_writes,
+            "tun_write_nap_us": nap_us,
             "jumbo_mtu": sizes.jumbo_mtu,
             "client_threads": sizes.client_threads,
         }

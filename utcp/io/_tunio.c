@@ -8,9 +8,14 @@
  * (so no GIL) between its writes, on whichever CPU is free. A Python thread would take the GIL back
  * after every write and measured slower than writing in place.
  *
- *   TunWriter(fd, limit) starts the thread, which writes to a duplicate of `fd` (its own, closed by
- *     close()): a device closed or collected before its writer can never have its number, reused by
- *     another file, written to.
+ *   TunWriter(fd, limit, nap_us=0, nap_window_us=1000) starts the thread, which writes to a duplicate
+ *     of `fd` (its own, closed by close()): a device closed or collected before its writer can never
+ *     have its number, reused by another file, written to.
+ *     With nap_us > 0 the thread, having written within the last nap_window_us, does not sleep until a
+ *     push wakes it but naps nap_us at a time and looks again. Waking a sleeping thread is the costly
+ *     part of a push where IPIs are VM exits: ~8 us of the pushing thread's CPU against ~0.5 us for
+ *     the copy (docs/performance.md, session 10); a nap's timer fires on the writer's own CPU. The
+ *     price: a packet may wait up to nap_us, and the thread's CPU takes a timer tick per nap.
  *   push(data) -> bool and push_pair(head, data) -> bool (written with writev: a virtio_net_hdr and
  *     the packet) queue a copy, or return False while `limit` bytes wait: the caller holds the packet
  *     and waits until `space_fd` (an eventfd) is readable, which the thread makes it once it takes the
@@ -39,7 +44,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct node {
@@ -69,10 +76,11 @@ typedef struct {
     node *head, *tail;
     size_t queued;
     size_t limit;
+    long long nap_ns, nap_window_ns;
     int sleeping;   /* the thread waits on cv: a push must signal */
     int closing;
     int want_space; /* a push was refused: signal space_fd when the queue is taken */
-    unsigned long long written, errors;
+    unsigned long long written, errors, wakeups, naps;
     int last_errno;
 } TunWriter;
 
@@ -94,11 +102,30 @@ static void write_node(int fd, node *n, unsigned long long *ok, unsigned long lo
     }
 }
 
+static long long monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void *run(void *arg) {
     TunWriter *w = arg;
+    /* the default timer slack (50 us) would double a 50 us nap */
+    if (w->nap_ns)
+        prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    long long last_write = 0; /* monotonic_ns() after the last batch written */
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->closing) {
+            long long now = w->nap_ns ? monotonic_ns() : 0;
+            if (now && now - last_write < w->nap_window_ns) {
+                long long until = now + w->nap_ns;
+                struct timespec deadline = {until / 1000000000LL, until % 1000000000LL};
+                /* pushes do not signal a napping thread (sleeping stays 0); close() does */
+                pthread_cond_timedwait(&w->cv, &w->mu, &deadline);
+                w->naps++;
+                continue;
+            }
             w->sleeping = 1;
             pthread_cond_wait(&w->cv, &w->mu);
         }
@@ -123,6 +150,8 @@ static void *run(void *arg) {
             free(batch);
             batch = next;
         }
+        if (w->nap_ns)
+            last_write = monotonic_ns();
         pthread_mutex_lock(&w->mu);
         w->written += ok;
         w->errors += failed;
@@ -134,19 +163,27 @@ static void *run(void *arg) {
 }
 
 static int TunWriter_init(TunWriter *w, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"fd", "limit", NULL};
+    static char *kwlist[] = {"fd", "limit", "nap_us", "nap_window_us", NULL};
     int fd;
     Py_ssize_t limit;
+    long long nap_us = 0, nap_window_us = 1000;
     if (w->started) {
         PyErr_SetString(PyExc_RuntimeError, "TunWriter already started");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "in", kwlist, &fd, &limit))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "in|LL", kwlist, &fd, &limit, &nap_us, &nap_window_us))
         return -1;
     if (fd < 0 || limit <= 0) {
         PyErr_SetString(PyExc_ValueError, "TunWriter needs fd >= 0 and limit > 0");
         return -1;
     }
+    /* a nap of a second or more would be a stall, not a nap */
+    if (nap_us < 0 || nap_us >= 1000000 || nap_window_us < 0 || nap_window_us > 1000000000LL) {
+        PyErr_SetString(PyExc_ValueError, "TunWriter needs 0 <= nap_us < 1000000 and 0 <= nap_window_us <= 1e9");
+        return -1;
+    }
+    w->nap_ns = nap_us * 1000LL;
+    w->nap_window_ns = nap_window_us * 1000LL;
     w->generation = fork_generation;
     w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (w->fd < 0) {
@@ -161,7 +198,11 @@ static int TunWriter_init(TunWriter *w, PyObject *args, PyObject *kwds) {
         return -1;
     }
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    pthread_condattr_t cv_attr; /* naps time out on CLOCK_MONOTONIC, as monotonic_ns() reads */
+    pthread_condattr_init(&cv_attr);
+    pthread_condattr_setclock(&cv_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &cv_attr);
+    pthread_condattr_destroy(&cv_attr);
     /* The thread blocks every signal (it inherits the mask): signals are the Python thread's to take. */
     sigset_t all, old;
     sigfillset(&all);
@@ -216,6 +257,7 @@ static int enqueue(TunWriter *w, Py_buffer *head, Py_buffer *data) {
     w->queued += len;
     if (w->sleeping) {
         w->sleeping = 0;
+        w->wakeups++;
         pthread_cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
@@ -349,7 +391,9 @@ static PyObject *counter(TunWriter *w, int which) {
     unsigned long long v = which == 0   ? w->written
                            : which == 1 ? w->errors
                            : which == 2 ? (unsigned long long)w->last_errno
-                                        : (unsigned long long)w->queued;
+                           : which == 3 ? (unsigned long long)w->queued
+                           : which == 4 ? w->wakeups
+                                        : w->naps;
     pthread_mutex_unlock(&w->mu);
     return PyLong_FromUnsignedLongLong(v);
 }
@@ -358,6 +402,8 @@ static PyObject *get_written(TunWriter *w, void *c) { return counter(w, 0); }
 static PyObject *get_errors(TunWriter *w, void *c) { return counter(w, 1); }
 static PyObject *get_last_errno(TunWriter *w, void *c) { return counter(w, 2); }
 static PyObject *get_queued(TunWriter *w, void *c) { return counter(w, 3); }
+static PyObject *get_wakeups(TunWriter *w, void *c) { return counter(w, 4); }
+static PyObject *get_naps(TunWriter *w, void *c) { return counter(w, 5); }
 static PyObject *get_space_fd(TunWriter *w, void *c) { return PyLong_FromLong(w->started ? w->space_fd : -1); }
 static PyObject *get_closed(TunWriter *w, void *c) { return PyBool_FromLong(!w->started || w->closed); }
 
@@ -366,6 +412,8 @@ static PyGetSetDef TunWriter_getset[] = {
     {"errors", (getter)get_errors, NULL, "writes that failed (the packet dropped)", NULL},
     {"last_errno", (getter)get_last_errno, NULL, "errno of the last failed write, 0 if none", NULL},
     {"queued", (getter)get_queued, NULL, "bytes waiting to be written", NULL},
+    {"wakeups", (getter)get_wakeups, NULL, "pushes that woke the sleeping thread", NULL},
+    {"naps", (getter)get_naps, NULL, "naps the thread took (nap_us)", NULL},
     {"space_fd", (getter)get_space_fd, NULL, "eventfd readable once a refused push may succeed", NULL},
     {"closed", (getter)get_closed, NULL, "close() was called", NULL},
     {NULL},

@@ -11,8 +11,11 @@ runs its receive path for a packet (IP, then the kernel peer's TCP) inside the w
 hands the packet over and goes on while that work runs on the other CPU. Packets leave in order; one
 the kernel refuses is counted in `write_errors` and lost, as on a wire. `write_thread=False`, or
 UTCP_TUN_WRITE_THREAD=0 in the environment, writes in place instead: then the kernel has taken each
-packet when `try_send` returns. Reads of a batch loop in the same helper when it is built (`read_batch`),
-in Python otherwise, with the same result.
+packet when `try_send` returns. While it has written lately the thread naps (WRITE_NAP_US at a time)
+instead of sleeping until a push wakes it: where IPIs are VM exits a wake-up costs the stack's thread
+~8 us, and a packet now waits at most a nap. UTCP_TUN_WRITE_NAP_US=0 puts it to sleep after each batch.
+Reads of a batch loop in the same helper when it is built (`read_batch`), in Python otherwise, with the
+same result.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ MAX_BATCH = 256  # packets drained per wakeup, so one busy device cannot starve 
 # Bytes the write thread may hold; past it try_send returns False and the runtime's backlog waits in
 # wait_writable, as for a device that would block. 1 MiB: ~700 packets at MTU 1500, 16 TSO segments.
 WRITE_QUEUE_LIMIT = 1 << 20
+# While it has written within WRITE_NAP_WINDOW_US, the write thread naps WRITE_NAP_US at a time instead
+# of sleeping until a push wakes it: a wake-up costs the stack's thread ~8 us in a VM, a nap's timer
+# costs the writer's CPU (utcp/io/_tunio.c; docs/performance.md, session 10). UTCP_TUN_WRITE_NAP_US=0
+# turns the naps off.
+WRITE_NAP_US = 50
+WRITE_NAP_WINDOW_US = 1000
 
 try:
     from utcp.io._tunio import TunWriter, read_batch
@@ -48,6 +57,20 @@ def write_thread_default() -> bool:
     """Whether a TunDevice writes through the C helper's thread unless told: when it is built, and
     UTCP_TUN_WRITE_THREAD is not 0 (which measures and debugs the in-place writes)."""
     return TunWriter is not None and os.environ.get("UTCP_TUN_WRITE_THREAD", "1") != "0"
+
+
+def write_nap_us() -> int:
+    """The write thread's nap: WRITE_NAP_US, or UTCP_TUN_WRITE_NAP_US from the environment."""
+    value = os.environ.get("UTCP_TUN_WRITE_NAP_US")
+    if value is None:
+        return WRITE_NAP_US
+    try:
+        nap = int(value)
+    except ValueError:
+        nap = -1
+    if not 0 <= nap < 1_000_000:
+        raise ValueError(f"UTCP_TUN_WRITE_NAP_US must be microseconds in 0..999999, not {value!r}")
+    return nap
 
 
 class TunError(OSError):
@@ -112,7 +135,9 @@ class TunDevice:
             write_thread = write_thread_default()
         if write_thread and TunWriter is None:
             raise ValueError("write_thread needs the C helper utcp.io._tunio, which is not built")
-        self._writer = TunWriter(self._fd, WRITE_QUEUE_LIMIT) if write_thread else None
+        self._writer = None
+        if write_thread:
+            self._writer = TunWriter(self._fd, WRITE_QUEUE_LIMIT, write_nap_us(), WRITE_NAP_WINDOW_US)
 
     @property
     def write_thread(self) -> bool:
