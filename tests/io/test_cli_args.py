@@ -56,6 +56,16 @@ def test_console_entry_point_exits_2_on_bad_arguments() -> None:
     assert proc.stdout == ""
 
 
+def test_a_bad_nap_in_the_environment_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("UTCP_TUN_WRITE_NAP_US", "soon")
+    assert main(["demo"]) == 2  # before any namespace or device is made
+    assert capsys.readouterr().err == (
+        "utcp demo: error: UTCP_TUN_WRITE_NAP_US must be microseconds in 0..999999, not 'soon'\n"
+    )
+
+
 def test_policy_can_be_named_by_module_path() -> None:
     obj = load_policy("tests.policy.userpolicies:TrustingRsts")
     assert type(obj).__name__ == "TrustingRsts"

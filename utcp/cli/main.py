@@ -27,6 +27,7 @@ from utcp.cli.demo import run_demo
 from utcp.cli.logs import configure_logging
 from utcp.cli.matrix import add_matrix_commands, run_interop_command
 from utcp.io.stack import split_addresses
+from utcp.io.tun import write_nap_us
 from utcp.lab.netns import Namespace, NamespaceError, prune_stale_namespaces, stale_namespaces
 from utcp.policy import PRESETS, Policy, describe_knobs, describe_policies, resolve_policy
 
@@ -151,11 +152,21 @@ def cleanup(*, dry_run: bool) -> int:
     return 0
 
 
+def _check_environment() -> None:
+    """The environment's knobs that devices read when they open: a bad one is a usage error up front,
+    not a traceback from the first device."""
+    try:
+        write_nap_us()  # UTCP_TUN_WRITE_NAP_US
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(json_lines=args.log_json, level=args.log_level)
     try:
+        _check_environment()
         if args.command in ("peer", "connect"):
             _check_tun_args(args)
         if args.command == "peer":
