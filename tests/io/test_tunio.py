@@ -1,8 +1,9 @@
 """The C helper utcp.io._tunio, on AF_UNIX SOCK_SEQPACKET sockets, which keep each write one message as
 a TUN device keeps it one packet. Its write thread (TunWriter): packets leave in order and whole, a full
 queue refuses and says when it has room, a failed write is counted and lost, close() writes what is
-queued first, a fork's child cannot use its parent's, a thread that naps is never woken by a push. Its
-read loop (read_batch): what TunDevice's Python loop reads, held equal to it by a hypothesis test."""
+queued first, a fork's child cannot use its parent's, a thread that naps is never woken by a push and
+does not nap on the pusher's CPU. Its read loop (read_batch): what TunDevice's Python loop reads, held
+equal to it by a hypothesis test."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.io.cpus import on_cpu, two_cpus
 from utcp.io import tun as tun_module
 from utcp.io.tun import TunDevice
 
@@ -205,23 +207,49 @@ def test_bad_naps_are_refused(nap_us: int, nap_window_us: int) -> None:
 
 
 def test_a_napping_thread_is_never_woken() -> None:
-    # Having written within its window (here longer than any test), the thread naps and looks again:
-    # a push never finds it asleep, so none pays for a wake-up, and every packet still leaves in order.
+    # The thread on one CPU, the pushes from another: having written within its window (here longer
+    # than any test), the thread naps and looks again, so a push never finds it asleep and none pays for
+    # a wake-up; every packet still leaves in order.
+    writer_cpu, pusher_cpu = two_cpus()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    writer = TunWriter(ours.fileno(), 1 << 20, 50, 10**9)
+    with on_cpu(writer_cpu):
+        writer = TunWriter(ours.fileno(), 1 << 20, 50, 10**9)
     try:
-        assert writer.push(b"first")  # may wake the thread from its first sleep
-        assert messages(theirs, 1) == [b"first"]
-        woken = writer.wakeups
-        for i in range(100):
-            assert writer.push(i.to_bytes(2, "big"))
-            assert messages(theirs, 1) == [i.to_bytes(2, "big")]
+        with on_cpu(pusher_cpu):
+            assert writer.push(b"first")  # may wake the thread from its first sleep
+            assert messages(theirs, 1) == [b"first"]
+            woken = writer.wakeups
+            for i in range(100):
+                assert writer.push(i.to_bytes(2, "big"))
+                assert messages(theirs, 1) == [i.to_bytes(2, "big")]
         assert writer.wakeups == woken <= 1
         assert writer.naps > 0
     finally:
         theirs.close()
         writer.close()  # the napping thread still sees close() and ends
     assert writer.written == 101 and writer.errors == 0
+    ours.close()
+
+
+def test_on_the_pushers_cpu_the_thread_sleeps_instead_of_napping() -> None:
+    # Sharing a CPU (a busy machine), a wake-up needs no IPI and a nap's timer would preempt the pusher:
+    # the thread sleeps after each batch and pushes wake it, naps or not.
+    cpu, _ = two_cpus()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with on_cpu(cpu):
+        writer = TunWriter(ours.fileno(), 1 << 20, 50, 10**9)
+        try:
+            for i in range(500):  # until a push finds the thread asleep (the first one usually does)
+                assert writer.push(i.to_bytes(2, "big"))
+                assert messages(theirs, 1) == [i.to_bytes(2, "big")]
+                if writer.wakeups:
+                    break
+                time.sleep(0.01)
+            assert writer.wakeups >= 1
+            assert writer.naps == 0
+        finally:
+            theirs.close()
+            writer.close()
     ours.close()
 
 

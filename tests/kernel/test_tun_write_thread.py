@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.io.cpus import on_cpu, two_cpus
 from tests.kernel.helpers import KERNEL, EpollWaits, closed_port_syn
 from tests.kernel.transfers import utcp_client_to_kernel_echo
 from utcp.io import tun as tun_module
@@ -52,12 +53,16 @@ def test_on_by_default_off_on_request(namespace: Namespace, monkeypatch: pytest.
 async def test_the_thread_naps_between_the_stacks_writes(
     namespace: Namespace, monkeypatch: pytest.MonkeyPatch, nap_us: str | None
 ) -> None:
-    # By default the thread naps while it has written lately, so that the stack's pushes need not wake
-    # it (the window made longer than the test here); UTCP_TUN_WRITE_NAP_US=0 puts it to sleep instead.
+    # By default the thread, on another CPU than the stack's, naps while it has written lately, so that
+    # the stack's pushes need not wake it (the window made longer than the test here);
+    # UTCP_TUN_WRITE_NAP_US=0 puts it to sleep instead.
     if nap_us is not None:
         monkeypatch.setenv("UTCP_TUN_WRITE_NAP_US", nap_us)
     monkeypatch.setattr(tun_module, "WRITE_NAP_WINDOW_US", 10**9)
-    with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
+    writer_cpu, stack_cpu = two_cpus()
+    with on_cpu(writer_cpu):
+        tun = TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name)  # its thread stays there
+    with tun, on_cpu(stack_cpu):
         writer = tun._writer
         assert writer is not None
         for port in range(40100, 40150):  # each SYN after the kernel's RST for the one before

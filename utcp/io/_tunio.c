@@ -11,11 +11,13 @@
  *   TunWriter(fd, limit, nap_us=0, nap_window_us=1000) starts the thread, which writes to a duplicate
  *     of `fd` (its own, closed by close()): a device closed or collected before its writer can never
  *     have its number, reused by another file, written to.
- *     With nap_us > 0 the thread, having written within the last nap_window_us, does not sleep until a
- *     push wakes it but naps nap_us at a time and looks again. Waking a sleeping thread is the costly
- *     part of a push where IPIs are VM exits: ~8 us of the pushing thread's CPU against ~0.5 us for
- *     the copy (docs/performance.md, session 10); a nap's timer fires on the writer's own CPU. The
- *     price: a packet may wait up to nap_us, and the thread's CPU takes a timer tick per nap.
+ *     With nap_us > 0 the thread, having written within the last nap_window_us and running on another
+ *     CPU than the last push, does not sleep until a push wakes it but naps nap_us at a time and looks
+ *     again. Waking a thread on another CPU is the costly part of a push where IPIs are VM exits: ~8 us
+ *     of the pushing thread's CPU against ~0.5 us for the copy (docs/performance.md, session 10); a
+ *     nap's timer fires on the writer's own CPU. On the pusher's CPU (a busy machine) a wake-up needs no
+ *     IPI and a nap's timer would preempt the pusher, so the thread sleeps. The price of a nap: a packet
+ *     may wait up to nap_us, and the writer's CPU takes a timer tick per nap.
  *   push(data) -> bool and push_pair(head, data) -> bool (written with writev: a virtio_net_hdr and
  *     the packet) queue a copy, or return False while `limit` bytes wait: the caller holds the packet
  *     and waits until `space_fd` (an eventfd) is readable, which the thread makes it once it takes the
@@ -39,6 +41,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,6 +81,7 @@ typedef struct {
     size_t limit;
     long long nap_ns, nap_window_ns;
     int sleeping;   /* the thread waits on cv: a push must signal */
+    int pusher_cpu; /* the CPU of the last push (-1: none yet) */
     int closing;
     int want_space; /* a push was refused: signal space_fd when the queue is taken */
     unsigned long long written, errors, wakeups, naps;
@@ -118,7 +122,7 @@ static void *run(void *arg) {
     for (;;) {
         while (!w->head && !w->closing) {
             long long now = w->nap_ns ? monotonic_ns() : 0;
-            if (now && now - last_write < w->nap_window_ns) {
+            if (now && now - last_write < w->nap_window_ns && sched_getcpu() != w->pusher_cpu) {
                 long long until = now + w->nap_ns;
                 struct timespec deadline = {until / 1000000000LL, until % 1000000000LL};
                 /* pushes do not signal a napping thread (sleeping stays 0); close() does */
@@ -184,6 +188,7 @@ static int TunWriter_init(TunWriter *w, PyObject *args, PyObject *kwds) {
     }
     w->nap_ns = nap_us * 1000LL;
     w->nap_window_ns = nap_window_us * 1000LL;
+    w->pusher_cpu = -1;
     w->generation = fork_generation;
     w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (w->fd < 0) {
@@ -255,6 +260,7 @@ static int enqueue(TunWriter *w, Py_buffer *head, Py_buffer *data) {
         w->head = n;
     w->tail = n;
     w->queued += len;
+    w->pusher_cpu = sched_getcpu(); /* ~ns: glibc reads it from rseq or the vDSO */
     if (w->sleeping) {
         w->sleeping = 0;
         w->wakeups++;
