@@ -231,13 +231,14 @@ def test_a_napping_thread_is_never_woken() -> None:
     ours.close()
 
 
-def test_on_the_pushers_cpu_the_thread_sleeps_instead_of_napping() -> None:
-    # Sharing a CPU (a busy machine), a wake-up needs no IPI and a nap's timer would preempt the pusher:
-    # the thread sleeps after each batch and pushes wake it, naps or not.
-    cpu, _ = two_cpus()
+@pytest.mark.parametrize("naps", ["off", "on the pusher's CPU"])
+def test_a_sleeping_thread_is_woken_by_a_push(naps: str) -> None:
+    # Without naps the thread sleeps after each batch. With naps but on the pusher's CPU (a busy
+    # machine) it sleeps too: there a wake-up needs no IPI, and a nap's timer would preempt the pusher.
+    pinned = on_cpu(two_cpus()[0]) if naps != "off" else contextlib.nullcontext()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with on_cpu(cpu):
-        writer = TunWriter(ours.fileno(), 1 << 20, 50, 10**9)
+    with pinned:
+        writer = TunWriter(ours.fileno(), 1 << 20, 0 if naps == "off" else 50, 10**9)
         try:
             for i in range(500):  # until a push finds the thread asleep (the first one usually does)
                 assert writer.push(i.to_bytes(2, "big"))
@@ -250,24 +251,6 @@ def test_on_the_pushers_cpu_the_thread_sleeps_instead_of_napping() -> None:
         finally:
             theirs.close()
             writer.close()
-    ours.close()
-
-
-def test_without_naps_a_push_wakes_the_sleeping_thread() -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    writer = TunWriter(ours.fileno(), 1 << 20, 0)
-    try:
-        for i in range(500):  # until a push finds the thread asleep (the first one usually does)
-            assert writer.push(i.to_bytes(2, "big"))
-            assert messages(theirs, 1) == [i.to_bytes(2, "big")]
-            if writer.wakeups:
-                break
-            time.sleep(0.01)
-        assert writer.wakeups >= 1
-        assert writer.naps == 0
-    finally:
-        theirs.close()
-        writer.close()
     ours.close()
 
 
