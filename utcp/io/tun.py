@@ -11,9 +11,10 @@ runs its receive path for a packet (IP, then the kernel peer's TCP) inside the w
 hands the packet over and goes on while that work runs on the other CPU. Packets leave in order; one
 the kernel refuses is counted in `write_errors` and lost, as on a wire. `write_thread=False`, or
 UTCP_TUN_WRITE_THREAD=0 in the environment, writes in place instead: then the kernel has taken each
-packet when `try_send` returns. While it has written lately the thread naps (WRITE_NAP_US at a time)
-instead of sleeping until a push wakes it: where IPIs are VM exits a wake-up costs the stack's thread
-~8 us, and a packet now waits at most a nap. UTCP_TUN_WRITE_NAP_US=0 puts it to sleep after each batch.
+packet when `try_send` returns. While it has written lately, on another CPU than the stack's thread,
+the thread naps (WRITE_NAP_US at a time) instead of sleeping until a push wakes it: where IPIs are VM
+exits waking it there costs the stack's thread ~8 us, and a packet now waits at most a nap.
+UTCP_TUN_WRITE_NAP_US=0 puts it to sleep after each batch.
 Reads of a batch loop in the same helper when it is built (`read_batch`), in Python otherwise, with the
 same result.
 """
@@ -39,10 +40,10 @@ MAX_BATCH = 256  # packets drained per wakeup, so one busy device cannot starve 
 # Bytes the write thread may hold; past it try_send returns False and the runtime's backlog waits in
 # wait_writable, as for a device that would block. 1 MiB: ~700 packets at MTU 1500, 16 TSO segments.
 WRITE_QUEUE_LIMIT = 1 << 20
-# While it has written within WRITE_NAP_WINDOW_US, the write thread naps WRITE_NAP_US at a time instead
-# of sleeping until a push wakes it: a wake-up costs the stack's thread ~8 us in a VM, a nap's timer
-# costs the writer's CPU (utcp/io/_tunio.c; docs/performance.md, session 10). UTCP_TUN_WRITE_NAP_US=0
-# turns the naps off.
+# While it has written within WRITE_NAP_WINDOW_US, and runs on another CPU than the pushes, the write
+# thread naps WRITE_NAP_US at a time instead of sleeping until a push wakes it: waking it there costs
+# the stack's thread ~8 us in a VM, a nap's timer costs the writer's CPU (utcp/io/_tunio.c;
+# docs/performance.md, session 10). UTCP_TUN_WRITE_NAP_US=0 turns the naps off.
 WRITE_NAP_US = 50
 WRITE_NAP_WINDOW_US = 1000
 
