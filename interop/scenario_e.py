@@ -201,6 +201,13 @@ class Rounds:
         for i, ports in enumerate(self.ports[:5]):
             more = f" ... ({len(ports)} in all)" if len(ports) > 20 else ""
             notes.append(f"round {i + 1}: source ports {ports[:20]}{more}")
+        if 0 < hits < rounds:  # which rounds missed P, and what they were handed instead
+            missed = [i for i, ok in enumerate(self.self_connected) if not ok]
+            for i in missed[:3]:
+                tried = self.ports[i]
+                notes.append(
+                    f"round {i + 1} did not self-connect: {len(tried)} attempts, ports {sorted(set(tried))}"
+                )
         if self.errors:
             notes.append(f"unexpected errors: {self.errors[:5]}")
         return Observation(values=values, notes=notes)

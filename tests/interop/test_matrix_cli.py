@@ -39,9 +39,12 @@ def test_a_deliberately_wrong_expectation_exits_1_with_a_diff(
     out, err = capsys.readouterr()
     lines = out.splitlines()
     i = lines.index("FAILED F/wrong/client=utcp,server=utcp/linux/sim: expected nonsense, saw connected")
-    assert lines[i + 1 : i + 3] == [
+    assert lines[i + 1 : i + 5] == [
         "    - expected outcome: 'nonsense'",
         "    + observed outcome: 'connected'",
+        # the cell's notes, which a CI log keeps when the report directory is gone
+        "    note: fake wrong: three packets recorded",
+        "    note: returned by run",
     ]
     assert "[1/1] ❌ F/wrong/" in err
     assert (

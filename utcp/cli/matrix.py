@@ -30,6 +30,7 @@ IMPL_CHOICES = ("kernel", "utcp")  # interop.model.IMPLS, repeated so building t
 BACKEND_CHOICES = ("netns", "sim")
 _ICONS = {"passed": "✅", "failed": "❌", "error": "💥"}
 _JOBS = count_argument("--jobs", "job count")
+MAX_FAILURE_NOTES = 12  # of a failed cell's notes printed under its diff
 
 
 def add_matrix_commands(sub: Any) -> None:
@@ -164,6 +165,9 @@ def _print_failures(results: Sequence[CellResult]) -> None:
             print(f"    {line}")
         for line in (result.error or "").splitlines():
             print(f"    {line}")
+        # what the cell saw besides its values: all a CI log keeps of a run whose report is deleted
+        for line in result.notes[:MAX_FAILURE_NOTES]:
+            print(f"    note: {line}")
 
 
 def _finish(results: Sequence[CellResult], md_path: Path, wall: float) -> int:
