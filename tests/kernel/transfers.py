@@ -38,6 +38,7 @@ class Transfer:
     seconds: float
     stats: Any = None  # the utcp connection's ConnectionStats at the end
     counters: dict[str, int] = field(default_factory=dict)  # the utcp host's MIB counters
+    runtime: dict[str, int] = field(default_factory=dict)  # the utcp stack's runtime stats (packets, gso_out)
     kernel: dict[str, Any] = field(default_factory=dict)  # kernel_peer.py's JSON result
 
     @property
@@ -71,6 +72,7 @@ async def kernel_client_to_utcp_echo(
                 raise AssertionError(f"kernel client failed ({exc}); utcp side: {states}") from None
             nursery.cancel_scope.cancel()
         counters = dict(stack.host.counters)
+        runtime = dict(stack.stats)
     expected = hashlib.sha256(payload(nbytes)).hexdigest()
     return Transfer(
         nbytes=nbytes,
@@ -79,6 +81,7 @@ async def kernel_client_to_utcp_echo(
         seconds=float(result["seconds"]),
         stats=conns[0].stats if conns else None,
         counters=counters,
+        runtime=runtime,
         kernel=result,
     )
 
@@ -116,6 +119,7 @@ async def utcp_client_to_kernel_echo(
             stats = stream.connection.stats
             await stream.aclose()
             counters = dict(stack.host.counters)
+            runtime = dict(stack.stats)
         result = await kernel.result(timeout=60)
     finally:
         kernel.stop()
@@ -126,5 +130,6 @@ async def utcp_client_to_kernel_echo(
         seconds=seconds,
         stats=stats,
         counters=counters,
+        runtime=runtime,
         kernel=result,
     )
