@@ -21,18 +21,19 @@ KERNEL = "198.18.0.1"
 UTCP = "198.18.0.2"
 
 
-class EpollWaits:
-    """Counts trio.lowlevel.wait_readable calls (each an epoll registration) once installed."""
+class CallCount:
+    """Counts the calls of the async function `owner.name` (a module's or a class's) once installed,
+    e.g. trio.lowlevel.wait_readable (each an epoll registration) or TunDevice.wait_writable."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
         self.count = 0
-        wait_readable = trio.lowlevel.wait_readable
+        original = getattr(owner, name)
 
-        async def counting_wait(fd: int) -> None:
+        async def counting(*args: Any, **kwargs: Any) -> Any:
             self.count += 1
-            await wait_readable(fd)
+            return await original(*args, **kwargs)
 
-        monkeypatch.setattr(trio.lowlevel, "wait_readable", counting_wait)
+        monkeypatch.setattr(owner, name, counting)
 
 
 def closed_port_syn(src_port: int) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.kernel.helpers import KERNEL, UTCP, EpollWaits, closed_port_syn
+from tests.kernel.helpers import KERNEL, UTCP, CallCount, closed_port_syn
 from utcp.io.tun import TunDevice
 from utcp.lab.netns import Namespace, NamespaceError, netns
 from utcp.wire.codec import build_ipv4, parse_ipv4
@@ -143,7 +143,7 @@ async def test_an_answer_written_inside_our_write_is_read_without_waiting(
     # Written in place, the kernel answers a SYN to a closed port with an RST inside our write(2):
     # receive_batch reads it before asking epoll, and is still a checkpoint; with nothing queued it waits
     # and can be cancelled. (Through the write thread it comes a moment later: test_tun_write_thread.)
-    waits = EpollWaits(monkeypatch)
+    waits = CallCount(monkeypatch, trio.lowlevel, "wait_readable")
     with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name, mtu=1400, write_thread=False) as tun:
         syn = closed_port_syn(40000)
         for _ in range(3):

@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from tests.io.cpus import on_cpu, two_cpus
-from tests.kernel.helpers import KERNEL, EpollWaits, closed_port_syn
+from tests.kernel.helpers import KERNEL, CallCount, closed_port_syn
 from tests.kernel.transfers import utcp_client_to_kernel_echo
 from utcp.io import tun as tun_module
 from utcp.io.tun import TunDevice, write_thread_default
@@ -156,18 +156,10 @@ async def test_a_transfer_through_a_tiny_queue_is_byte_exact(
     # 3,000 bytes of queue: about two packets, so most of the stack's packets wait in its backlog for
     # the thread's room (HostRuntime._writer_task), and nothing is lost or reordered
     monkeypatch.setattr(tun_module, "WRITE_QUEUE_LIMIT", 3000)
-    waits = 0
-    wait_writable = TunDevice.wait_writable
-
-    async def counting(self: TunDevice) -> None:
-        nonlocal waits
-        waits += 1
-        await wait_writable(self)
-
-    monkeypatch.setattr(TunDevice, "wait_writable", counting)
+    waits = CallCount(monkeypatch, TunDevice, "wait_writable")
     result = await utcp_client_to_kernel_echo(namespace, 4 << 20, timeout=60)
     assert result.received == 4 << 20 and result.sha256_ok
-    assert waits > 10
+    assert waits.count > 10
 
 
 async def test_an_answer_already_queued_is_read_without_epoll(
@@ -176,7 +168,7 @@ async def test_an_answer_already_queued_is_read_without_epoll(
     # Through the thread receive_batch lets the other tasks run once, then reads, and registers with
     # epoll only if nothing came; it is a cancel point and a schedule point either way, and with nothing
     # queued it waits and can be cancelled.
-    waits = EpollWaits(monkeypatch)
+    waits = CallCount(monkeypatch, trio.lowlevel, "wait_readable")
     with TunDevice.open(address=f"{KERNEL}/24", netns=namespace.name) as tun:
         for port in (43000, 43001, 43002):
             assert tun.try_send(closed_port_syn(port))
